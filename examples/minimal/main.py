@@ -1,0 +1,70 @@
+"""The smallest fastkit app: the envelope, the error handlers and a custom error.
+
+Run it with ``hatch run example`` (or ``uvicorn examples.minimal.main:app``) and open
+http://127.0.0.1:8000/docs.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+
+from fastkit import AppError, EnvelopeRoute, NotFound, install_exception_handlers
+
+
+class Item(BaseModel):
+    id: int
+    name: str = Field(min_length=1, max_length=50)
+    stock: int = Field(default=0, ge=0)
+
+
+class ItemIn(BaseModel):
+    name: str = Field(min_length=1, max_length=50)
+    stock: int = Field(default=0, ge=0)
+
+
+class OutOfStock(AppError):
+    """A business rule broken: answered 409 with business code 10001."""
+
+    status_code = 409
+    message = "Item is out of stock"
+
+
+app = FastAPI(title="fastkit minimal example")
+install_exception_handlers(app)
+router = APIRouter(prefix="/items", tags=["items"], route_class=EnvelopeRoute)
+
+# An in-memory store keeps the example a single file; see examples/todo for a database.
+ITEMS: dict[int, Item] = {1: Item(id=1, name="pen", stock=3), 2: Item(id=2, name="ink")}
+
+
+@router.get("")
+async def list_items() -> list[Item]:
+    return list(ITEMS.values())
+
+
+@router.get("/{item_id}")
+async def read_item(item_id: int) -> Item:
+    item = ITEMS.get(item_id)
+    if item is None:
+        raise NotFound("Item not found")
+    return item
+
+
+@router.post("", status_code=201)
+async def create_item(body: ItemIn) -> Item:
+    item = Item(id=max(ITEMS, default=0) + 1, **body.model_dump())
+    ITEMS[item.id] = item
+    return item
+
+
+@router.post("/{item_id}/take")
+async def take_item(item_id: int) -> Item:
+    item = await read_item(item_id)
+    if item.stock == 0:
+        raise OutOfStock(code=10001, data={"item_id": item_id})
+    item.stock -= 1
+    return item
+
+
+app.include_router(router)

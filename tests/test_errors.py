@@ -1,0 +1,425 @@
+from __future__ import annotations
+
+import http
+import logging
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fastkit import (
+    AppError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnprocessableEntity,
+    install_exception_handlers,
+    render_error,
+)
+
+ERRORS: list[tuple[type[AppError], int, str]] = [
+    (AppError, 400, "Bad Request"),
+    (BadRequest, 400, "Bad Request"),
+    (Unauthorized, 401, "Not authenticated"),
+    (Forbidden, 403, "Forbidden"),
+    (NotFound, 404, "Not Found"),
+    (Conflict, 409, "Conflict"),
+    (UnprocessableEntity, 422, "Unprocessable Entity"),
+    (TooManyRequests, 429, "Too Many Requests"),
+    (ServiceUnavailable, 503, "Service Unavailable"),
+]
+ERROR_IDS = [cls.__name__ for cls, _, _ in ERRORS]
+
+
+class Signup(BaseModel):
+    username: str = Field(min_length=3)
+    password: str = Field(min_length=8)
+
+
+class PaymentGatewayError(Exception):
+    pass
+
+
+def build_app(style: str = "envelope") -> FastAPI:
+    app = FastAPI()
+    install_exception_handlers(app, style=style)  # type: ignore[arg-type]
+
+    @app.get("/raise/{name}")
+    async def raise_named(name: str) -> None:
+        cls = {cls.__name__: cls for cls, _, _ in ERRORS}[name]
+        raise cls()
+
+    @app.get("/custom")
+    async def custom() -> None:
+        raise Conflict(
+            "Username taken", code=40901, data={"field": "username"}, headers={"X-Hint": "login"}
+        )
+
+    @app.get("/http")
+    async def http_error() -> None:
+        raise HTTPException(401, "Token expired", headers={"WWW-Authenticate": 'Bearer error="x"'})
+
+    @app.get("/http-detail")
+    async def http_detail() -> None:
+        raise HTTPException(400, detail={"reason": "quota", "limit": 3})
+
+    @app.get("/starlette")
+    async def starlette_error() -> None:
+        raise StarletteHTTPException(418)
+
+    @app.get("/not-modified")
+    async def not_modified() -> None:
+        raise HTTPException(304, headers={"ETag": '"v1"'})
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("db password is hunter2")
+
+    @app.get("/crash-sync")
+    def crash_sync() -> None:
+        raise KeyError("internal-key")
+
+    @app.get("/typed")
+    async def typed(page: int, size: int = 10) -> dict[str, int]:
+        return {"page": page, "size": size}
+
+    @app.post("/signup")
+    async def signup(body: Signup) -> dict[str, str]:
+        return {"username": body.username}
+
+    @app.get("/gateway")
+    async def gateway() -> None:
+        raise PaymentGatewayError("upstream said no")
+
+    @app.exception_handler(PaymentGatewayError)
+    async def gateway_down(request: Request, exc: PaymentGatewayError) -> Response:
+        return render_error(request, ServiceUnavailable("Payments are down", code=50301))
+
+    return app
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(build_app(), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def problem() -> TestClient:
+    return TestClient(build_app("problem"), raise_server_exceptions=False)
+
+
+# --- AppError construction -------------------------------------------------------------
+
+
+def test_app_error_defaults_and_overrides() -> None:
+    err = NotFound()
+    assert (err.status_code, err.message, err.code, err.data, err.headers) == (
+        404,
+        "Not Found",
+        None,
+        None,
+        None,
+    )
+    assert str(NotFound("Item 3 not found")) == "Item 3 not found"
+    teapot = AppError(status_code=418)
+    assert (teapot.status_code, teapot.message) == (418, "I'm a Teapot")
+    assert AppError("x", status_code=599).status_code == 599
+
+
+@pytest.mark.parametrize("status_code", [200, 302, 399, 600, -1], ids=str)
+def test_app_error_rejects_non_error_status(status_code: int) -> None:
+    with pytest.raises(ValueError, match="between 400 and 599"):
+        AppError("x", status_code=status_code)
+
+
+def test_subclass_keeps_its_own_default_message() -> None:
+    class OutOfStock(AppError):
+        status_code = 409
+        message = "Out of stock"
+
+    assert OutOfStock().message == "Out of stock"
+    assert OutOfStock(status_code=410).message == "Out of stock"
+
+
+def test_bad_style_is_refused() -> None:
+    with pytest.raises(ValueError, match="'envelope' or 'problem'"):
+        install_exception_handlers(FastAPI(), style="html")  # type: ignore[arg-type]
+
+
+# --- envelope style --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cls", "status", "message"), ERRORS, ids=ERROR_IDS)
+def test_each_error_kind_in_envelope(
+    client: TestClient, cls: type[AppError], status: int, message: str
+) -> None:
+    response = client.get(f"/raise/{cls.__name__}")
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"code": status, "message": message, "data": None}
+
+
+def test_unauthorized_sends_www_authenticate(client: TestClient) -> None:
+    response = client.get("/raise/Unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_business_code_data_and_headers(client: TestClient) -> None:
+    response = client.get("/custom")
+    assert response.status_code == 409
+    assert response.headers["x-hint"] == "login"
+    assert response.json() == {
+        "code": 40901,
+        "message": "Username taken",
+        "data": {"field": "username"},
+    }
+
+
+def test_http_exception_keeps_headers(client: TestClient) -> None:
+    response = client.get("/http")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="x"'
+    assert response.json() == {"code": 401, "message": "Token expired", "data": None}
+
+
+def test_http_exception_structured_detail_goes_to_data(client: TestClient) -> None:
+    response = client.get("/http-detail")
+    assert response.json() == {
+        "code": 400,
+        "message": "Bad Request",
+        "data": {"reason": "quota", "limit": 3},
+    }
+
+
+def test_starlette_http_exception(client: TestClient) -> None:
+    response = client.get("/starlette")
+    assert response.status_code == 418
+    assert response.json() == {"code": 418, "message": "I'm a Teapot", "data": None}
+
+
+def test_bodyless_http_exception_keeps_status_and_headers(client: TestClient) -> None:
+    response = client.get("/not-modified")
+    assert response.status_code == 304
+    assert response.headers["etag"] == '"v1"'
+    assert response.content == b""
+
+
+def test_unknown_route_is_404(client: TestClient) -> None:
+    response = client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.json() == {"code": 404, "message": "Not Found", "data": None}
+
+
+def test_wrong_method_is_405_with_allow(client: TestClient) -> None:
+    response = client.delete("/custom")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert response.json() == {"code": 405, "message": "Method Not Allowed", "data": None}
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "expected"),
+    [
+        pytest.param(
+            {"method": "GET", "url": "/typed"},
+            [{"loc": ["query", "page"], "msg": "Field required", "type": "missing"}],
+            id="missing-query",
+        ),
+        pytest.param(
+            {"method": "GET", "url": "/typed?page=x&size=1.5"},
+            [
+                {
+                    "loc": ["query", "page"],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "type": "int_parsing",
+                },
+                {
+                    "loc": ["query", "size"],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "type": "int_parsing",
+                },
+            ],
+            id="bad-types",
+        ),
+        pytest.param(
+            {
+                "method": "POST",
+                "url": "/signup",
+                "content": b'{"username": "ann", ',
+                "headers": {"content-type": "application/json"},
+            },
+            [{"loc": ["body", 20], "msg": "JSON decode error", "type": "json_invalid"}],
+            id="malformed-json",
+        ),
+        pytest.param(
+            {"method": "POST", "url": "/signup", "json": {"username": "ann"}},
+            [{"loc": ["body", "password"], "msg": "Field required", "type": "missing"}],
+            id="missing-field",
+        ),
+        pytest.param(
+            {"method": "POST", "url": "/signup", "json": ["not", "an", "object"]},
+            [
+                {
+                    "loc": ["body"],
+                    "msg": "Input should be a valid dictionary or object to extract fields from",
+                    "type": "model_attributes_type",
+                }
+            ],
+            id="wrong-json-type",
+        ),
+    ],
+)
+def test_validation_errors_in_envelope(
+    client: TestClient, request_kwargs: dict[str, Any], expected: list[dict[str, Any]]
+) -> None:
+    response = client.request(**request_kwargs)
+    assert response.status_code == 422
+    assert response.json() == {
+        "code": 422,
+        "message": "Request validation failed",
+        "data": expected,
+    }
+
+
+def test_validation_error_does_not_echo_input(client: TestClient) -> None:
+    response = client.post("/signup", json={"username": "ann", "password": "short7!"})
+    assert response.status_code == 422
+    assert response.json()["data"][0]["loc"] == ["body", "password"]
+    assert "short7!" not in response.text
+
+
+@pytest.mark.parametrize("path", ["/crash", "/crash-sync"])
+def test_unhandled_exception_is_logged_and_hidden(
+    client: TestClient, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"):
+        response = client.get(path)
+    assert response.status_code == 500
+    assert response.json() == {"code": 500, "message": "Internal Server Error", "data": None}
+    assert "hunter2" not in response.text
+    assert "internal-key" not in response.text
+    assert "Traceback" not in response.text
+    records = [r for r in caplog.records if r.name == "fastkit.errors"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert records[0].exc_info is not None
+    assert path in records[0].getMessage()
+
+
+def test_own_handler_renders_in_the_installed_style(
+    client: TestClient, problem: TestClient
+) -> None:
+    response = client.get("/gateway")
+    assert response.status_code == 503
+    assert response.json() == {"code": 50301, "message": "Payments are down", "data": None}
+    problem_response = problem.get("/gateway")
+    assert problem_response.headers["content-type"] == "application/problem+json"
+    assert problem_response.json()["code"] == 50301
+
+
+# --- problem style ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cls", "status", "message"), ERRORS, ids=ERROR_IDS)
+def test_each_error_kind_as_problem(
+    problem: TestClient, cls: type[AppError], status: int, message: str
+) -> None:
+    response = problem.get(f"/raise/{cls.__name__}")
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["detail"] == message
+    assert body["instance"] == f"/raise/{cls.__name__}"
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert "code" not in body
+
+
+def test_problem_business_code_data_headers(problem: TestClient) -> None:
+    response = problem.get("/custom")
+    assert response.headers["x-hint"] == "login"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "Username taken",
+        "instance": "/custom",
+        "code": 40901,
+        "data": {"field": "username"},
+    }
+
+
+def test_problem_http_exception_404_405(problem: TestClient) -> None:
+    unauthorized = problem.get("/http")
+    assert unauthorized.headers["www-authenticate"] == 'Bearer error="x"'
+    assert unauthorized.json()["detail"] == "Token expired"
+    missing = problem.get("/nowhere")
+    assert (missing.status_code, missing.json()["title"]) == (404, "Not Found")
+    wrong = problem.post("/custom")
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET")
+    assert wrong.headers["content-type"] == "application/problem+json"
+
+
+def test_problem_validation_errors(problem: TestClient) -> None:
+    response = problem.get("/typed", params={"page": "x"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": http.HTTPStatus(422).phrase,  # the wording changed across Python versions
+        "status": 422,
+        "detail": "Request validation failed",
+        "instance": "/typed",
+        "errors": [
+            {
+                "loc": ["query", "page"],
+                "msg": "Input should be a valid integer, unable to parse string as an integer",
+                "type": "int_parsing",
+            }
+        ],
+    }
+
+
+def test_problem_500_hides_internals(problem: TestClient) -> None:
+    response = problem.get("/crash")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert (body["status"], body["title"], body["detail"]) == (
+        500,
+        "Internal Server Error",
+        "Internal Server Error",
+    )
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+
+
+# --- OpenAPI -----------------------------------------------------------------------------
+
+
+def test_openapi_documents_envelope_validation_body(client: TestClient) -> None:
+    openapi = client.get("/openapi.json").json()
+    schemas = openapi["components"]["schemas"]
+    assert set(schemas["HTTPValidationError"]["properties"]) == {"code", "message", "data"}
+    assert set(schemas["ValidationError"]["properties"]) == {"loc", "msg", "type"}
+    responses = openapi["paths"]["/typed"]["get"]["responses"]
+    assert "application/json" in responses["422"]["content"]
+
+
+def test_openapi_documents_problem_validation_body(problem: TestClient) -> None:
+    openapi = problem.get("/openapi.json").json()
+    schemas = openapi["components"]["schemas"]
+    assert "errors" in schemas["HTTPValidationError"]["properties"]
+    content = openapi["paths"]["/signup"]["post"]["responses"]["422"]["content"]
+    assert list(content) == ["application/problem+json"]
+    # asking twice returns the same (cached) document
+    assert problem.get("/openapi.json").json() == openapi
