@@ -1,0 +1,586 @@
+"""Run every snippet under docs/snippets/ and check what its page says about it.
+
+Each snippet is imported by file path and its ``app`` driven with a TestClient, so a page
+cannot drift from the code. The expected bodies here are the ones printed on the pages.
+"""
+
+from __future__ import annotations
+
+import http
+import importlib.util
+import logging
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import fastkit
+from fastkit import AppError, EnvelopeRoute, Unauthorized, install_exception_handlers
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SNIPPETS = DOCS / "snippets"
+SNIPPET_NAMES = [
+    "quickstart",
+    "responses_ok",
+    "responses_envelope_route",
+    "responses_passthrough",
+    "errors_raise",
+    "errors_custom",
+    "errors_handlers",
+    "errors_problem",
+    "errors_own_handler",
+]
+PROBLEM_JSON = "application/problem+json"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``docs/snippets/<name>.py`` as a fresh module."""
+    module_name = f"docs_snippets_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, SNIPPETS / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"Cannot import docs/snippets/{name}.py.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def client(name: str) -> TestClient:
+    return TestClient(load(name).app, raise_server_exceptions=False)
+
+
+def schema_ref(openapi: dict[str, Any], path: str, method: str, status: str = "200") -> str:
+    content = openapi["paths"][path][method]["responses"][status]["content"]
+    ref: str = content["application/json"]["schema"]["$ref"]
+    return ref.rsplit("/", 1)[-1]
+
+
+# --- every snippet is tested and shown -------------------------------------------------
+
+
+def test_every_snippet_file_is_covered() -> None:
+    assert sorted(path.stem for path in SNIPPETS.glob("*.py")) == sorted(SNIPPET_NAMES)
+
+
+def test_every_snippet_is_included_in_a_page() -> None:
+    pages = "\n".join(page.read_text(encoding="utf-8") for page in DOCS.glob("*.md"))
+    included = set(re.findall(r'^--8<-- "([^"]+)\.py"$', pages, flags=re.MULTILINE))
+    assert included == set(SNIPPET_NAMES)
+
+
+@pytest.mark.parametrize("name", SNIPPET_NAMES)
+def test_snippet_defines_a_fastapi_app(name: str) -> None:
+    assert isinstance(load(name).app, FastAPI)
+
+
+# --- index.md: quickstart ----------------------------------------------------------------
+
+
+def test_quickstart() -> None:
+    with client("quickstart") as c:
+        found = c.get("/items/1")
+        assert found.status_code == 200
+        assert found.json() == {"code": 200, "message": "success", "data": {"id": 1, "name": "pen"}}
+
+        missing = c.get("/items/9")
+        assert missing.status_code == 404
+        assert missing.json() == {"code": 404, "message": "Item not found", "data": None}
+
+        invalid = c.get("/items/x")
+        assert invalid.status_code == 422
+        assert invalid.json() == {
+            "code": 422,
+            "message": "Request validation failed",
+            "data": [
+                {
+                    "loc": ["path", "item_id"],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "type": "int_parsing",
+                }
+            ],
+        }
+
+        listed = c.get("/items").json()
+        assert listed["data"] == [{"id": 1, "name": "pen"}, {"id": 2, "name": "ink"}]
+        openapi = c.get("/openapi.json").json()
+        assert schema_ref(openapi, "/items/{item_id}", "get") == "Envelope_Item_"
+        envelope = openapi["components"]["schemas"]["Envelope_Item_"]
+        assert {"$ref": "#/components/schemas/Item"} in envelope["properties"]["data"]["anyOf"]
+
+
+# --- responses.md ------------------------------------------------------------------------
+
+
+def test_responses_ok() -> None:
+    with client("responses_ok") as c:
+        one = c.get("/items/3")
+        assert one.status_code == 200
+        assert one.json() == {"code": 200, "message": "success", "data": {"id": 3, "name": "pen"}}
+
+        many = c.get("/items")
+        assert many.json() == {
+            "code": 200,
+            "message": "2 items",
+            "data": [{"id": 1, "name": "pen"}, {"id": 2, "name": "ink"}],
+        }
+
+        created = c.post("/items", json={"id": 5, "name": "cap"})
+        assert created.status_code == 201
+        assert created.json() == {
+            "code": 201,
+            "message": "created",
+            "data": {"id": 5, "name": "cap"},
+        }
+
+        openapi = c.get("/openapi.json").json()
+        assert schema_ref(openapi, "/items/{item_id}", "get") == "Envelope_Item_"
+        assert schema_ref(openapi, "/items", "get") == "Envelope_list_Item__"
+        assert schema_ref(openapi, "/items", "post", "201") == "Envelope_Item_"
+        envelope = openapi["components"]["schemas"]["Envelope_Item_"]
+        assert set(envelope["properties"]) == {"code", "message", "data"}
+
+
+def test_envelope_defaults() -> None:
+    module = load("responses_ok")
+    assert module.Envelope[module.Item]().model_dump() == {
+        "code": 200,
+        "message": "success",
+        "data": None,
+    }
+
+
+def test_responses_envelope_route() -> None:
+    with client("responses_envelope_route") as c:
+        read = c.get("/items/1")
+        assert read.status_code == 200
+        assert read.json() == {
+            "code": 200,
+            "message": "success",
+            "data": {"id": 1, "name": "pen", "supplier_email": "sales@example.com"},
+        }
+
+        created = c.post("/items", json={"name": "cap"})
+        assert created.status_code == 201
+        assert created.json() == {
+            "code": 201,
+            "message": "success",
+            "data": {"id": 2, "name": "cap", "supplier_email": "unknown@example.com"},
+        }
+
+        public = c.get("/items/1/public")
+        assert public.json() == {
+            "code": 200,
+            "message": "success",
+            "data": {"id": 1, "name": "pen"},
+        }
+
+        listed = c.get("/items")
+        assert listed.json()["data"] == [
+            {"id": 1, "name": "pen", "supplier_email": "sales@example.com"}
+        ]
+
+        # Errors are not wrapped by the route; the handlers answer them in the same shape.
+        missing = c.get("/items/9")
+        assert missing.status_code == 404
+        assert missing.json() == {"code": 404, "message": "Item not found", "data": None}
+
+        openapi = c.get("/openapi.json").json()
+        assert schema_ref(openapi, "/items", "get") == "Envelope_list_Item__"
+        assert schema_ref(openapi, "/items", "post", "201") == "Envelope_Item_"
+        assert schema_ref(openapi, "/items/{item_id}", "get") == "Envelope_Item_"
+
+
+def test_app_wide_route_class() -> None:
+    app = FastAPI()
+    app.router.route_class = EnvelopeRoute
+
+    @app.get("/ping")
+    async def ping() -> str:
+        return "pong"
+
+    assert TestClient(app).get("/ping").json() == {
+        "code": 200,
+        "message": "success",
+        "data": "pong",
+    }
+
+
+def test_responses_passthrough() -> None:
+    with client("responses_passthrough") as c:
+        featured = c.get("/featured")
+        assert featured.json() == {
+            "code": 20001,
+            "message": "featured today",
+            "data": {"id": 1, "name": "pen"},
+        }
+
+        text = c.get("/items/1/label", params={"text": True})
+        assert text.status_code == 200
+        assert text.headers["content-type"].startswith("text/plain")
+        assert text.text == "item 1: pen"
+        wrapped = c.get("/items/1/label")
+        assert wrapped.json() == {
+            "code": 200,
+            "message": "success",
+            "data": {"id": 1, "name": "pen"},
+        }
+
+        csv = c.get("/export.csv")
+        assert csv.headers["content-type"].startswith("text/csv")
+        assert csv.text == "id,name\n1,pen\n"
+
+        stream = c.get("/items/stream")
+        assert stream.headers["content-type"] == "application/jsonl"
+        assert stream.text == '{"id":1,"name":"pen"}\n{"id":2,"name":"ink"}\n'
+
+        deleted = c.delete("/items/3")
+        assert (deleted.status_code, deleted.content) == (204, b"")
+
+        page = c.get("/hello")
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.text == "<h1>Hello</h1>"
+
+
+# --- errors.md -----------------------------------------------------------------------------
+
+
+def test_errors_raise() -> None:
+    with client("errors_raise") as c:
+        missing = c.get("/items/3")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/json"
+        assert missing.json() == {"code": 404, "message": "Item 3 not found", "data": None}
+
+        taken = c.post("/users")
+        assert taken.status_code == 409
+        assert taken.json() == {
+            "code": 40901,
+            "message": "Username taken",
+            "data": {"field": "username"},
+        }
+
+        anonymous = c.get("/me")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"] == "Bearer"
+        assert anonymous.json() == {"code": 401, "message": "Not authenticated", "data": None}
+
+        limited = c.get("/search")
+        assert limited.status_code == 429
+        assert limited.headers["retry-after"] == "30"
+        assert limited.json() == {"code": 429, "message": "Too Many Requests", "data": None}
+
+
+def test_error_classes_table() -> None:
+    page = (DOCS / "errors.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` +\| (\d{3}) +\| `([^`]+)` +\|$", page, flags=re.MULTILINE)
+    assert len(rows) == 9
+    for name, status, message in rows:
+        error = getattr(fastkit, name)()
+        assert (error.status_code, error.message) == (int(status), message), name
+
+
+def test_unauthorized_headers_are_replaced_not_merged() -> None:
+    assert Unauthorized(headers={"X-Reason": "expired"}).headers == {"X-Reason": "expired"}
+
+
+@pytest.mark.parametrize("status_code", [200, 302, 600], ids=str)
+def test_status_code_must_be_an_error_status(status_code: int) -> None:
+    with pytest.raises(ValueError, match="between 400 and 599"):
+        AppError(status_code=status_code)
+
+
+def test_errors_custom() -> None:
+    with client("errors_custom") as c:
+        refused = c.post("/payments", params={"amount": 5})
+        assert refused.status_code == 402
+        assert refused.json() == {
+            "code": 10001,
+            "message": "Insufficient funds",
+            "data": {"balance": 3},
+        }
+        assert c.post("/payments", params={"amount": 2}).json() == {"balance": 1}
+
+        gone = c.get("/legacy")
+        assert gone.status_code == 410
+        assert gone.json() == {"code": 410, "message": "Gone", "data": None}
+
+
+def test_bad_style_is_refused() -> None:
+    with pytest.raises(ValueError, match="'envelope' or 'problem'"):
+        install_exception_handlers(FastAPI(), style="html")  # type: ignore[arg-type]
+
+
+SIGNUP_ERRORS = [
+    {
+        "loc": ["body", "username"],
+        "msg": "String should have at least 3 characters",
+        "type": "string_too_short",
+    },
+    {
+        "loc": ["body", "password"],
+        "msg": "String should have at least 8 characters",
+        "type": "string_too_short",
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_kwargs", "status", "body", "headers"),
+    [
+        pytest.param(
+            "GET",
+            "/token",
+            {},
+            401,
+            {"code": 401, "message": "Token expired", "data": None},
+            {"www-authenticate": "Bearer"},
+            id="http-exception-keeps-headers",
+        ),
+        pytest.param(
+            "GET",
+            "/quota",
+            {},
+            429,
+            {"code": 429, "message": "Too Many Requests", "data": {"limit": 100, "window": "1h"}},
+            {},
+            id="http-exception-structured-detail",
+        ),
+        pytest.param(
+            "POST",
+            "/signup",
+            {"json": {"username": "al", "password": "short"}},
+            422,
+            {"code": 422, "message": "Request validation failed", "data": SIGNUP_ERRORS},
+            {},
+            id="validation",
+        ),
+        pytest.param(
+            "POST",
+            "/signup",
+            {"content": b'{"username": "ann", ', "headers": {"content-type": "application/json"}},
+            422,
+            {
+                "code": 422,
+                "message": "Request validation failed",
+                "data": [{"loc": ["body", 20], "msg": "JSON decode error", "type": "json_invalid"}],
+            },
+            {},
+            id="malformed-json",
+        ),
+        pytest.param(
+            "GET",
+            "/nowhere",
+            {},
+            404,
+            {"code": 404, "message": "Not Found", "data": None},
+            {},
+            id="unknown-route",
+        ),
+        pytest.param(
+            "DELETE",
+            "/token",
+            {},
+            405,
+            {"code": 405, "message": "Method Not Allowed", "data": None},
+            {"allow": "GET"},
+            id="wrong-method",
+        ),
+        pytest.param(
+            "GET",
+            "/crash",
+            {},
+            500,
+            {"code": 500, "message": "Internal Server Error", "data": None},
+            {},
+            id="unhandled",
+        ),
+    ],
+)
+def test_errors_handlers_envelope(
+    method: str,
+    path: str,
+    request_kwargs: dict[str, Any],
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    with client("errors_handlers") as c:
+        response = c.request(method, path, **request_kwargs)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == body
+    for name, value in headers.items():
+        assert response.headers[name] == value
+
+
+def test_validation_does_not_echo_input() -> None:
+    with client("errors_handlers") as c:
+        response = c.post("/signup", json={"username": "al", "password": "hunter2"})
+    assert response.status_code == 422
+    assert "hunter2" not in response.text
+
+
+def test_bodyless_http_exception_keeps_status_and_headers() -> None:
+    with client("errors_handlers") as c:
+        response = c.get("/report")
+    assert response.status_code == 304
+    assert response.headers["etag"] == '"v1"'
+    assert response.content == b""
+
+
+def test_unhandled_exception_is_logged_and_hidden(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"), client("errors_handlers") as c:
+        response = c.get("/crash")
+    assert response.status_code == 500
+    assert "hunter2" not in response.text
+    records = [record for record in caplog.records if record.name == "fastkit.errors"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert records[0].getMessage() == "Unhandled RuntimeError on GET /crash"
+    assert records[0].exc_info is not None
+
+
+def test_unhandled_exception_is_reraised_after_the_500(caplog: pytest.LogCaptureFixture) -> None:
+    app = load("errors_handlers").app
+    with (
+        caplog.at_level(logging.CRITICAL, logger="fastkit.errors"),
+        TestClient(app) as default_client,
+        pytest.raises(RuntimeError, match="hunter2"),
+    ):
+        default_client.get("/crash")
+
+
+def test_errors_problem() -> None:
+    with client("errors_problem") as c:
+        taken = c.post("/signup", json={"username": "admin", "password": "long enough"})
+        assert taken.status_code == 409
+        assert taken.headers["content-type"] == PROBLEM_JSON
+        assert taken.json() == {
+            "type": "about:blank",
+            "title": "Conflict",
+            "status": 409,
+            "detail": "Username taken",
+            "instance": "/signup",
+            "code": 40901,
+            "data": {"field": "username"},
+        }
+
+        invalid = c.post("/signup", json={"username": "al"})
+        assert invalid.status_code == 422
+        assert invalid.headers["content-type"] == PROBLEM_JSON
+        assert invalid.json() == {
+            "type": "about:blank",
+            "title": http.HTTPStatus(422).phrase,  # see the note on the page
+            "status": 422,
+            "detail": "Request validation failed",
+            "instance": "/signup",
+            "errors": [
+                SIGNUP_ERRORS[0],
+                {"loc": ["body", "password"], "msg": "Field required", "type": "missing"},
+            ],
+        }
+
+        crash = c.get("/crash")
+        assert crash.status_code == 500
+        assert crash.headers["content-type"] == PROBLEM_JSON
+        assert crash.json() == {
+            "type": "about:blank",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": "Internal Server Error",
+            "instance": "/crash",
+        }
+
+        expired = c.get("/token")
+        assert expired.status_code == 401
+        assert expired.headers["content-type"] == PROBLEM_JSON
+        assert expired.headers["www-authenticate"] == "Bearer"
+        assert expired.json() == {
+            "type": "about:blank",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": "Token expired",
+            "instance": "/token",
+        }
+
+        missing = c.get("/nowhere")
+        assert (missing.status_code, missing.headers["content-type"]) == (404, PROBLEM_JSON)
+        assert missing.json()["detail"] == "Not Found"
+
+        wrong = c.delete("/token")
+        assert (wrong.status_code, wrong.headers["content-type"]) == (405, PROBLEM_JSON)
+        assert wrong.headers["allow"] == "GET"
+        assert wrong.json()["title"] == "Method Not Allowed"
+
+
+def test_problem_title_note_matches_python() -> None:
+    assert http.HTTPStatus(422).phrase == (
+        "Unprocessable Entity" if sys.version_info < (3, 13) else "Unprocessable Content"
+    )
+
+
+def test_openapi_validation_schema_envelope() -> None:
+    with client("errors_handlers") as c:
+        openapi = c.get("/openapi.json").json()
+    schemas = openapi["components"]["schemas"]
+    assert set(schemas["HTTPValidationError"]["properties"]) == {"code", "message", "data"}
+    assert schemas["HTTPValidationError"]["properties"]["data"]["items"] == {
+        "$ref": "#/components/schemas/ValidationError"
+    }
+    assert set(schemas["ValidationError"]["properties"]) == {"loc", "msg", "type"}
+    content = openapi["paths"]["/signup"]["post"]["responses"]["422"]["content"]
+    assert list(content) == ["application/json"]
+
+
+def test_openapi_validation_schema_problem() -> None:
+    with client("errors_problem") as c:
+        openapi = c.get("/openapi.json").json()
+    schemas = openapi["components"]["schemas"]
+    assert set(schemas["HTTPValidationError"]["properties"]) == {
+        "type",
+        "title",
+        "status",
+        "detail",
+        "instance",
+        "errors",
+    }
+    content = openapi["paths"]["/signup"]["post"]["responses"]["422"]["content"]
+    assert list(content) == [PROBLEM_JSON]
+
+
+def test_errors_own_handler() -> None:
+    with client("errors_own_handler") as c:
+        checkout = c.post("/checkout")
+        assert checkout.status_code == 503
+        assert checkout.json() == {"code": 50301, "message": "Payments are down", "data": None}
+
+        refund = c.post("/refund")
+        assert refund.status_code == 503
+        assert refund.headers["retry-after"] == "60"
+        assert refund.json() == {
+            "code": 503,
+            "message": "Payments are down, retry later",
+            "data": None,
+        }
+
+
+def test_own_handler_follows_the_installed_style() -> None:
+    app = load("errors_own_handler").app
+    install_exception_handlers(app, style="problem")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        checkout = c.post("/checkout")
+    assert checkout.status_code == 503
+    assert checkout.headers["content-type"] == PROBLEM_JSON
+    assert checkout.json() == {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "Payments are down",
+        "instance": "/checkout",
+        "code": 50301,
+    }
