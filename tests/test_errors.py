@@ -423,3 +423,28 @@ def test_openapi_documents_problem_validation_body(problem: TestClient) -> None:
     assert list(content) == ["application/problem+json"]
     # asking twice returns the same (cached) document
     assert problem.get("/openapi.json").json() == openapi
+
+
+def test_http_exception_205_has_no_body() -> None:
+    app = build_app()
+
+    @app.get("/reset")
+    async def reset() -> None:
+        raise HTTPException(205)
+
+    response = TestClient(app).get("/reset")
+    assert (response.status_code, response.content) == (205, b"")
+
+
+def test_own_exception_handler_registered_later_is_used() -> None:
+    app = build_app()
+    calls: list[str] = []
+
+    @app.exception_handler(Exception)
+    async def mine(request: Request, exc: Exception) -> Response:
+        calls.append(type(exc).__name__)
+        return Response("custom", status_code=500, media_type="text/plain")
+
+    response = TestClient(app, raise_server_exceptions=False).get("/crash")
+    assert (response.status_code, response.text) == (500, "custom")
+    assert calls == ["RuntimeError"]

@@ -5,6 +5,7 @@ theirs (``pip install "fastkit[sqlalchemy]"``) and say so when it is missing.
 """
 
 from fastkit._compat import MissingDependencyError
+from fastkit.app import setup
 from fastkit.errors import (
     AppError,
     BadRequest,
@@ -18,11 +19,22 @@ from fastkit.errors import (
     install_exception_handlers,
     render_error,
 )
+from fastkit.middleware import (
+    AccessLogMiddleware,
+    RequestIDLogFilter,
+    RequestIDMiddleware,
+    TimingMiddleware,
+    add_cors,
+    get_request_id,
+)
 from fastkit.responses import Envelope, EnvelopeRoute, ok
+from fastkit.routing import OptionalSlashRouter
+from fastkit.staticfiles import SPAStaticFiles
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AccessLogMiddleware",
     "AppError",
     "BadRequest",
     "Conflict",
@@ -31,12 +43,20 @@ __all__ = [
     "Forbidden",
     "MissingDependencyError",
     "NotFound",
+    "OptionalSlashRouter",
+    "RequestIDLogFilter",
+    "RequestIDMiddleware",
+    "SPAStaticFiles",
     "ServiceUnavailable",
+    "TimingMiddleware",
     "TooManyRequests",
     "Unauthorized",
     "UnprocessableEntity",
     "__version__",
+    "add_cors",
+    "get_request_id",
     "install_exception_handlers",
     "ok",
     "render_error",
+    "setup",
 ]

@@ -17,8 +17,12 @@ from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastkit.middleware.request_id import STATE_HEADER, STATE_ID, get_request_id
 
 __all__ = [
     "AppError",
@@ -44,6 +48,8 @@ _STYLES: tuple[str, ...] = ("envelope", "problem")
 _STATE_KEY = "fastkit_error_style"
 
 VALIDATION_MESSAGE = "Request validation failed"
+# Statuses whose responses carry no body (RFC 9110).
+NO_BODY_STATUS = frozenset({204, 205, 304})
 SERVER_ERROR_MESSAGE = "Internal Server Error"
 
 
@@ -202,8 +208,12 @@ def _render(
     data: Any = None,
     headers: Mapping[str, str] | None = None,
     errors: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    """Render one error in the app's style. ``errors`` are validation errors."""
+    """Render one error in the app's style.
+
+    ``errors`` are validation errors; ``extra`` are members added to the body.
+    """
     if _style_of(request) == "problem":
         body: dict[str, Any] = {
             "type": "about:blank",
@@ -218,13 +228,14 @@ def _render(
             body["errors"] = list(errors)
         elif data is not None:
             body["data"] = jsonable_encoder(data)
+        if extra:
+            body.update(extra)
         return ProblemResponse(body, status_code=status_code, headers=headers)
     payload = list(errors) if errors is not None else jsonable_encoder(data)
-    return JSONResponse(
-        {"code": status_code if code is None else code, "message": message, "data": payload},
-        status_code=status_code,
-        headers=headers,
-    )
+    envelope = {"code": status_code if code is None else code, "message": message, "data": payload}
+    if extra:
+        envelope.update(extra)
+    return JSONResponse(envelope, status_code=status_code, headers=headers)
 
 
 def render_error(request: Request, exc: AppError) -> Response:
@@ -256,7 +267,7 @@ async def _app_error_handler(request: Request, exc: AppError) -> Response:
 async def _http_exception_handler(request: Request, exc: StarletteHTTPException) -> Response:
     status_code = exc.status_code
     headers = dict(exc.headers) if exc.headers else None
-    if status_code in (204, 304) or status_code < 200:
+    if status_code in NO_BODY_STATUS or status_code < 200:
         # No body is allowed; keep the status and headers only.
         return Response(status_code=status_code, headers=headers)
     if isinstance(exc.detail, str):
@@ -285,7 +296,16 @@ async def _validation_exception_handler(request: Request, exc: RequestValidation
     )
 
 
+_STATE_RENDERED = "fastkit.error_rendered"
+
+
 async def _unhandled_exception_handler(request: Request, exc: Exception) -> Response:
+    state = request.scope.setdefault("state", {})
+    if state.get(_STATE_RENDERED) is exc:
+        # Already logged and answered by _UnhandledErrorMiddleware; Starlette's outer
+        # ServerErrorMiddleware calls us again but sends nothing once a response started.
+        return Response(status_code=500)
+    state[_STATE_RENDERED] = exc
     # The traceback goes to the log, never to the client.
     logger.error(
         "Unhandled %s on %s %s",
@@ -294,7 +314,60 @@ async def _unhandled_exception_handler(request: Request, exc: Exception) -> Resp
         request.url.path,
         exc_info=(type(exc), exc, exc.__traceback__),
     )
-    return _render(request, status_code=500, message=SERVER_ERROR_MESSAGE)
+    # The request id (from RequestIDMiddleware) lets a user quote the failure to support.
+    request_id = get_request_id() or state.get(STATE_ID)
+    if request_id is None:
+        return _render(request, status_code=500, message=SERVER_ERROR_MESSAGE)
+    header = state.get(STATE_HEADER, "X-Request-ID")
+    return _render(
+        request,
+        status_code=500,
+        message=SERVER_ERROR_MESSAGE,
+        headers={header: request_id},
+        extra={"request_id": request_id},
+    )
+
+
+class _UnhandledErrorMiddleware:
+    """Answer unhandled exceptions *inside* the user's middleware.
+
+    Starlette renders them in ``ServerErrorMiddleware``, outside every user middleware, so
+    a 500 would miss the CORS, request id and timing headers. Installed innermost, this
+    renders the 500 where those middleware still see it, then re-raises so the server logs
+    and counts the failure as usual (Starlette sees the response started and sends nothing
+    more).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception as exc:
+            # An app that registered its own handler for Exception/500 after ours keeps it:
+            # Starlette's ServerErrorMiddleware runs that one, as without fastkit.
+            handlers = scope["app"].exception_handlers
+            ours = handlers.get(Exception, handlers.get(500)) is _unhandled_exception_handler
+            if ours and not response_started:
+                response = await _unhandled_exception_handler(Request(scope), exc)
+                # The re-raise below makes the server drop the connection; say so, or a
+                # client reusing it would see a reset.
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send)
+            raise
 
 
 def install_exception_handlers(app: FastAPI, *, style: ErrorStyle = "envelope") -> None:
@@ -305,7 +378,10 @@ def install_exception_handlers(app: FastAPI, *, style: ErrorStyle = "envelope") 
     methods 405), ``RequestValidationError`` (422, ``data`` a list of
     ``{"loc", "msg", "type"}``; malformed JSON bodies included) and any unhandled
     exception (logged with its traceback on the ``fastkit.errors`` logger at ERROR and
-    answered 500 with no exception text). OpenAPI's 422 schema is rewritten to match.
+    answered 500 with no exception text; with `RequestIDMiddleware`, the 500 carries the
+    request id as a header and as ``request_id`` in the body). Unhandled exceptions are
+    answered inside the app's middleware, so CORS and other headers reach 500s too.
+    OpenAPI's 422 schema is rewritten to match.
 
     Your own handlers for your own exception types still work: register them with
     ``app.add_exception_handler`` and build their answer with `render_error`.
@@ -326,6 +402,14 @@ def install_exception_handlers(app: FastAPI, *, style: ErrorStyle = "envelope") 
     app.add_exception_handler(StarletteHTTPException, cast(_Handler, _http_exception_handler))
     app.add_exception_handler(RequestValidationError, cast(_Handler, _validation_exception_handler))
     app.add_exception_handler(Exception, _unhandled_exception_handler)
+    installed: list[object] = [m.cls for m in app.user_middleware]
+    if _UnhandledErrorMiddleware not in installed:
+        if app.middleware_stack is not None:
+            raise RuntimeError(
+                "install_exception_handlers must be called before the app starts serving."
+            )
+        # Innermost: later add_middleware() calls insert outside it.
+        app.user_middleware.append(Middleware(_UnhandledErrorMiddleware))
     _document_validation_errors(app, style)
 
 

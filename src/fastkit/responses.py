@@ -18,12 +18,11 @@ from pydantic import BaseModel
 from starlette._utils import is_async_callable
 from starlette.responses import JSONResponse, Response
 
+from fastkit.errors import NO_BODY_STATUS
+
 __all__ = ["Envelope", "EnvelopeRoute", "ok"]
 
 T = TypeVar("T")
-
-# Status codes whose responses carry no body: nothing to wrap.
-_NO_BODY_STATUS = frozenset({204, 205, 304})
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -146,7 +145,7 @@ class EnvelopeRoute(APIRoute):
     def _envelope_model(endpoint: Callable[..., Any], kwargs: dict[str, Any]) -> Any | None:
         """The payload model to wrap in `Envelope`, or None to leave the route alone."""
         status_code = kwargs.get("status_code")
-        if status_code is not None and (status_code < 200 or status_code in _NO_BODY_STATUS):
+        if status_code is not None and (status_code < 200 or status_code in NO_BODY_STATUS):
             return None
         response_class = kwargs.get("response_class")
         if (

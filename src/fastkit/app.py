@@ -1,0 +1,141 @@
+"""``setup(app)``: the usual handlers and middleware, in the right order, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from fastkit.errors import ErrorStyle, install_exception_handlers
+from fastkit.middleware.access_log import AccessLogMiddleware
+from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
+from fastkit.middleware.request_id import RequestIDMiddleware
+from fastkit.middleware.timing import TimingMiddleware
+
+__all__ = ["setup"]
+
+_SETUP_MARK = "fastkit_setup_done"
+
+
+def _check_trusted_hosts(trusted_hosts: Sequence[str]) -> None:
+    # Starlette checks patterns with ``assert`` (gone under ``python -O``, where
+    # "*example.com" would then admit "evilexample.com"): refuse them here instead.
+    if isinstance(trusted_hosts, str) or not trusted_hosts:
+        raise ValueError("trusted_hosts must be a non-empty list, e.g. ['api.example.com'].")
+    for host in trusted_hosts:
+        wildcard_ok = host == "*" or (host.startswith("*.") and "*" not in host[2:])
+        if not isinstance(host, str) or not host or ("*" in host and not wildcard_ok):
+            raise ValueError(
+                f"trusted_hosts entry {host!r} must be a host name or a pattern like "
+                "'*.example.com'."
+            )
+
+
+def setup(
+    app: FastAPI,
+    *,
+    errors: ErrorStyle = "envelope",
+    request_id: bool = True,
+    timing: bool = True,
+    access_log: bool = True,
+    cors_origins: Sequence[str] | None = None,
+    cors_allow_credentials: bool = False,
+    cors_allow_methods: Sequence[str] = DEFAULT_CORS_METHODS,
+    cors_allow_headers: Sequence[str] = (),
+    cors_expose_headers: Sequence[str] = DEFAULT_EXPOSE_HEADERS,
+    cors_max_age: int = 600,
+    cors_origin_regex: str | None = None,
+    trusted_hosts: Sequence[str] | None = None,
+    https_redirect: bool = False,
+    gzip_min_size: int | None = None,
+) -> FastAPI:
+    """Install fastkit's exception handlers and middleware on ``app``.
+
+    The middleware run in this order, outermost first, so that every log line, error and
+    rejection carries the request id:
+
+    1. `RequestIDMiddleware` (``request_id``)
+    2. `AccessLogMiddleware` (``access_log``) — logs everything below, rejections included
+    3. Starlette ``TrustedHostMiddleware`` (``trusted_hosts``)
+    4. Starlette ``HTTPSRedirectMiddleware`` (``https_redirect``)
+    5. Starlette ``CORSMiddleware`` via `add_cors` (``cors_origins``/``cors_origin_regex``)
+    6. Starlette ``GZipMiddleware`` (``gzip_min_size``)
+    7. `TimingMiddleware` (``timing``) — times the app itself
+    8. the unhandled-error responder of `install_exception_handlers` (``errors``), so
+       500s pass through all of the above and carry their headers.
+
+    Middleware you add afterwards with ``app.add_middleware`` wrap outside all of these.
+
+    Args:
+        app: The application; set it up once, before it serves.
+        errors: ``"envelope"`` or ``"problem"`` (RFC 9457) error bodies.
+        request_id: Add `RequestIDMiddleware`.
+        timing: Add `TimingMiddleware`.
+        access_log: Add `AccessLogMiddleware` (logger ``fastkit.access``).
+        cors_origins: Allowed CORS origins; None for no CORS.
+        cors_allow_credentials: See `add_cors`.
+        cors_allow_methods: See `add_cors`.
+        cors_allow_headers: See `add_cors`.
+        cors_expose_headers: See `add_cors`.
+        cors_max_age: See `add_cors`.
+        cors_origin_regex: See `add_cors`.
+        trusted_hosts: Allowed ``Host`` values (``"*.example.com"`` works); None to allow any.
+        https_redirect: Redirect ``http``/``ws`` requests to ``https``/``wss``.
+        gzip_min_size: Compress responses of at least this many bytes; None for no gzip.
+
+    Returns:
+        The same ``app``, for chaining.
+
+    Raises:
+        RuntimeError: If ``setup`` was already called on ``app``, or the app already serves.
+        ValueError: If an option is invalid (see `add_cors`).
+
+    Example:
+        ```python
+        app = setup(FastAPI(), cors_origins=["https://app.example.com"])
+        ```
+    """
+    if getattr(app.state, _SETUP_MARK, False):
+        raise RuntimeError("setup() was already called on this app; call it once per app.")
+    if app.middleware_stack is not None:
+        raise RuntimeError("setup() must be called before the app starts serving requests.")
+    if trusted_hosts is not None:
+        _check_trusted_hosts(trusted_hosts)
+    if gzip_min_size is not None and gzip_min_size < 0:
+        raise ValueError(f"gzip_min_size must be >= 0 bytes, got {gzip_min_size}.")
+    cors = None
+    if cors_origins is not None or cors_origin_regex is not None:
+        # Validate everything before touching the app, so a bad option leaves it unchanged.
+        cors = cors_options(
+            origins=cors_origins or [],
+            allow_credentials=cors_allow_credentials,
+            allow_methods=cors_allow_methods,
+            allow_headers=cors_allow_headers,
+            expose_headers=cors_expose_headers,
+            max_age=cors_max_age,
+            origin_regex=cors_origin_regex,
+        )
+
+    # Every add_middleware call wraps outside the previous ones: add innermost first.
+    # The error responder is appended innermost by install_exception_handlers.
+    install_exception_handlers(app, style=errors)
+    if timing:
+        app.add_middleware(TimingMiddleware)
+    if gzip_min_size is not None:
+        app.add_middleware(GZipMiddleware, minimum_size=gzip_min_size)
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, **cors)
+    if https_redirect:
+        app.add_middleware(HTTPSRedirectMiddleware)
+    if trusted_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts))
+    if access_log:
+        app.add_middleware(AccessLogMiddleware)
+    if request_id:
+        app.add_middleware(RequestIDMiddleware)
+    setattr(app.state, _SETUP_MARK, True)
+    return app

@@ -1,0 +1,226 @@
+"""fastkit.setup() behind a real uvicorn, driven over real HTTP (tests/e2e_app.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    import httpx2 as httpx
+except ImportError:  # Python 3.10: httpx2 needs 3.11+
+    import httpx  # type: ignore[no-redef]
+
+ROOT = Path(__file__).resolve().parent.parent
+ORIGIN = "https://app.example.com"  # as in tests/e2e_app.py
+STARTUP_TIMEOUT = 15.0
+LOG_TIMEOUT = 5.0
+
+
+@dataclass
+class Server:
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str) -> str:
+        """The server output once it contains ``text``; lines are written after responding."""
+        deadline = time.monotonic() + LOG_TIMEOUT
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{text!r} not in the server output:\n{log}")
+            time.sleep(0.05)
+        return log
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(process: subprocess.Popen[bytes], server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"uvicorn exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/ok", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"uvicorn did not answer within {STARTUP_TIMEOUT:.0f} s:\n{server.log()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    port = free_port()
+    server = Server(f"http://127.0.0.1:{port}", tmp_path_factory.mktemp("uvicorn") / "out.log")
+    command = [sys.executable, "-m", "uvicorn", "tests.e2e_app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with server.log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        wait_until_up(process, server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    # One client per test: the server closes a connection after a 500 (see test_unhandled_...).
+    with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
+        yield client
+
+
+def test_ok_has_request_id_timing_and_access_log(http: httpx.Client, server: Server) -> None:
+    response = http.get("/ok")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    request_id = response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert float(response.headers["x-process-time"]) >= 0
+    assert re.fullmatch(r"app;dur=\d+\.\d{3}", response.headers["server-timing"])
+    server.wait_for_log(f"fastkit.access INFO [{request_id}] GET /ok 200")
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        pytest.param("trace-0001.a_B", True, id="valid"),
+        pytest.param("x" * 129, False, id="too-long"),
+        pytest.param("has space", False, id="space"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_incoming_request_id(http: httpx.Client, incoming: str, kept: bool) -> None:
+    response = http.get("/ok", headers={"X-Request-ID": incoming})
+    assert (response.headers["x-request-id"] == incoming) is kept
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,128}", response.headers["x-request-id"])
+
+
+def test_unhandled_error_is_enveloped_with_cors_and_logged(
+    http: httpx.Client, server: Server
+) -> None:
+    response = http.get("/boom", headers={"Origin": ORIGIN})
+    assert response.status_code == 500
+    request_id = response.headers["x-request-id"]
+    assert response.json() == {
+        "code": 500,
+        "message": "Internal Server Error",
+        "data": None,
+        "request_id": request_id,
+    }
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    assert "x-process-time" in response.headers
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    # The operator, not the client, gets the traceback, tagged with the same id.
+    log = server.wait_for_log(f"fastkit.access ERROR [{request_id}] GET /boom 500")
+    assert f"fastkit.errors ERROR [{request_id}] Unhandled RuntimeError on GET /boom" in log
+    assert "RuntimeError: db password is hunter2" in log
+    # uvicorn closes the connection after the app re-raises; the 500 says so, so a pooled
+    # client opens a new one instead of being reset on the next request.
+    assert response.headers["connection"] == "close"
+    for _ in range(3):
+        assert http.get("/boom").status_code == 500
+        assert http.get("/ok").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "locs"),
+    [
+        pytest.param(
+            {"json": {"name": "", "stock": -1}},
+            [["body", "name"], ["body", "stock"]],
+            id="two-bad-fields",
+        ),
+        pytest.param({"json": {"name": "pen"}}, [["body", "stock"]], id="missing-field"),
+        pytest.param(
+            {"content": b'{"name": ', "headers": {"Content-Type": "application/json"}},
+            [["body", 9]],
+            id="malformed-json",
+        ),
+    ],
+)
+def test_validation_error_is_422_in_envelope(
+    http: httpx.Client, request_kwargs: dict[str, Any], locs: list[list[Any]]
+) -> None:
+    response = http.post("/items", **request_kwargs)
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["code"], body["message"]) == (422, "Request validation failed")
+    assert [error["loc"] for error in body["data"]] == locs
+    assert "x-request-id" in response.headers
+
+
+def test_valid_post_is_created(http: httpx.Client) -> None:
+    response = http.post("/items", json={"name": "pen", "stock": 3})
+    assert response.status_code == 201
+    assert response.json() == {"name": "pen", "stock": 3}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        pytest.param("GET", "/nowhere", 404, "Not Found", id="unknown-route"),
+        pytest.param("GET", "/items", 405, "Method Not Allowed", id="wrong-method"),
+    ],
+)
+def test_http_errors_in_envelope(
+    http: httpx.Client, method: str, path: str, status: int, message: str
+) -> None:
+    response = http.request(method, path)
+    assert response.status_code == status
+    assert response.json() == {"code": status, "message": message, "data": None}
+    assert "x-request-id" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("origin", "request_headers", "status"),
+    [
+        pytest.param(ORIGIN, "content-type", 200, id="allowed"),
+        pytest.param("https://evil.example.net", "content-type", 400, id="other-origin"),
+        pytest.param(ORIGIN, "authorization", 400, id="header-not-allowed"),
+    ],
+)
+def test_preflight(http: httpx.Client, origin: str, request_headers: str, status: int) -> None:
+    response = http.options(
+        "/items",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": request_headers,
+        },
+    )
+    assert response.status_code == status
+    assert "x-request-id" in response.headers
+    if status == 200:
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+        assert "POST" in response.headers["access-control-allow-methods"]
+        assert response.headers["access-control-max-age"] == "600"

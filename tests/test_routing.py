@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from fastkit import EnvelopeRoute, OptionalSlashRouter, install_exception_handlers
+
+
+class Item(BaseModel):
+    name: str
+    stock: int = 0
+
+
+ITEMS = [Item(name="pen", stock=3)]
+
+
+def items_router(router: APIRouter, list_path: str = "") -> APIRouter:
+    @router.get(list_path)
+    async def list_items() -> list[Item]:
+        return ITEMS
+
+    @router.post(list_path, status_code=201)
+    async def create_item(item: Item) -> Item:
+        return item
+
+    @router.get("/{item_id}")
+    async def read_item(item_id: int) -> Item:
+        return Item(name=f"item {item_id}")
+
+    return router
+
+
+def build_app(router: APIRouter) -> FastAPI:
+    app = FastAPI()
+    install_exception_handlers(app)
+    app.include_router(router)
+    return app
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(
+        build_app(items_router(OptionalSlashRouter(prefix="/items"))), follow_redirects=False
+    )
+
+
+@pytest.mark.parametrize("list_path", ["", "/"], ids=["declared-bare", "declared-slash"])
+@pytest.mark.parametrize("url", ["/items", "/items/"], ids=["no-slash", "slash"])
+def test_both_spellings_answer_without_redirect(list_path: str, url: str) -> None:
+    router = items_router(OptionalSlashRouter(prefix="/items"), list_path)
+    client = TestClient(build_app(router), follow_redirects=False)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.json() == [{"name": "pen", "stock": 3}]
+
+
+@pytest.mark.parametrize("url", ["/items/3", "/items/3/"], ids=["no-slash", "slash"])
+def test_path_parameter_route_answers_both_spellings(client: TestClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.json() == {"name": "item 3", "stock": 0}
+
+
+@pytest.mark.parametrize("url", ["/items", "/items/"], ids=["no-slash", "slash"])
+def test_post_keeps_its_body(client: TestClient, url: str) -> None:
+    response = client.post(url, json={"name": "cap", "stock": 2})
+    assert response.status_code == 201
+    assert response.json() == {"name": "cap", "stock": 2}
+
+
+@pytest.mark.parametrize("url", ["/items", "/items/"], ids=["no-slash", "slash"])
+def test_validation_applies_to_both_spellings(client: TestClient, url: str) -> None:
+    response = client.post(url, json={"stock": 2})
+    assert response.status_code == 422
+    assert response.json()["data"][0]["loc"] == ["body", "name"]
+
+
+@pytest.mark.parametrize(
+    ("list_path", "documented"),
+    [pytest.param("", "/items", id="declared-bare"), pytest.param("/", "/items/", id="slash")],
+)
+def test_openapi_lists_only_the_declared_spelling(list_path: str, documented: str) -> None:
+    app = build_app(items_router(OptionalSlashRouter(prefix="/items"), list_path))
+    paths = TestClient(app).get("/openapi.json").json()["paths"]
+    assert sorted(paths) == sorted([documented, "/items/{item_id}"])
+    assert set(paths[documented]) == {"get", "post"}
+
+
+def test_url_path_for_returns_the_declared_spelling() -> None:
+    app = build_app(items_router(OptionalSlashRouter(prefix="/items")))
+    assert app.url_path_for("list_items") == "/items"
+    assert app.url_path_for("read_item", item_id=3) == "/items/3"
+
+
+@pytest.mark.parametrize("url", ["/items", "/items/"], ids=["no-slash", "slash"])
+def test_envelope_route_class_wraps_once_on_both_spellings(url: str) -> None:
+    router = items_router(OptionalSlashRouter(prefix="/items", route_class=EnvelopeRoute))
+    client = TestClient(build_app(router), follow_redirects=False)
+    listed = client.get(url)
+    assert listed.status_code == 200
+    assert listed.json() == {
+        "code": 200,
+        "message": "success",
+        "data": [{"name": "pen", "stock": 3}],
+    }
+    created = client.post(url, json={"name": "cap"})
+    assert created.status_code == 201
+    assert created.json() == {
+        "code": 201,
+        "message": "success",
+        "data": {"name": "cap", "stock": 0},
+    }
+
+
+def test_envelope_route_class_documents_the_envelope() -> None:
+    router = items_router(OptionalSlashRouter(prefix="/items", route_class=EnvelopeRoute))
+    openapi = TestClient(build_app(router)).get("/openapi.json").json()
+    assert list(openapi["paths"]) == ["/items", "/items/{item_id}"]
+    schema = openapi["paths"]["/items"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert "Envelope" in schema["schema"]["$ref"]
+
+
+def test_root_route_without_prefix_registers_once() -> None:
+    router = OptionalSlashRouter()
+
+    @router.get("/")
+    async def home() -> dict[str, str]:
+        return {"page": "home"}
+
+    assert [route.path for route in router.routes] == ["/"]  # type: ignore[attr-defined]
+    client = TestClient(build_app(router))
+    assert client.get("/").json() == {"page": "home"}
+    assert list(client.get("/openapi.json").json()["paths"]) == ["/"]
+
+
+def test_nested_under_another_prefix() -> None:
+    api = APIRouter(prefix="/v1")
+    api.include_router(items_router(OptionalSlashRouter(prefix="/items")))
+    client = TestClient(build_app(api), follow_redirects=False)
+    assert client.get("/v1/items").status_code == 200
+    assert client.get("/v1/items/").status_code == 200
+    assert client.get("/v1/items/3/").json() == {"name": "item 3", "stock": 0}
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [pytest.param("GET", {}, id="get"), pytest.param("POST", {"json": {"name": "x"}}, id="post")],
+)
+def test_plain_api_router_redirects_for_comparison(method: str, kwargs: dict[str, Any]) -> None:
+    client = TestClient(build_app(items_router(APIRouter(prefix="/items"))), follow_redirects=False)
+    response = client.request(method, "/items/", **kwargs)
+    assert response.status_code == 307
+    assert response.headers["location"] == "http://testserver/items"
