@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import BackgroundTasks, FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -15,7 +16,8 @@ from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastkit import AccessLogMiddleware, RequestIDMiddleware, TimingMiddleware, setup
+from fastkit import get_request_id, setup
+from fastkit.app import _ObservabilityMiddleware
 from fastkit.errors import _UnhandledErrorMiddleware
 
 AccessRecords = Callable[[], list[logging.LogRecord]]  # the conftest fixture
@@ -131,10 +133,8 @@ def test_500_carries_every_middleware_header_and_is_logged_once(
 def test_user_middleware_order_with_cors() -> None:
     app = setup(FastAPI(), cors_origins=[ORIGIN])
     assert middleware_classes(app) == [
-        RequestIDMiddleware,
-        AccessLogMiddleware,
+        _ObservabilityMiddleware,  # request id, access log, timing: one layer
         CORSMiddleware,
-        TimingMiddleware,
         _UnhandledErrorMiddleware,
     ]
 
@@ -148,13 +148,11 @@ def test_user_middleware_order_with_every_option() -> None:
         gzip_min_size=500,
     )
     assert middleware_classes(app) == [
-        RequestIDMiddleware,
-        AccessLogMiddleware,
+        _ObservabilityMiddleware,
         TrustedHostMiddleware,
         HTTPSRedirectMiddleware,
         CORSMiddleware,
         GZipMiddleware,
-        TimingMiddleware,
         _UnhandledErrorMiddleware,
     ]
 
@@ -256,7 +254,7 @@ def test_middleware_added_after_setup_wraps_outside() -> None:
     seen: list[bool] = []
     app = build_app()
     app.add_middleware(RecordsRequestIdHeader, seen=seen)
-    assert middleware_classes(app)[:2] == [RecordsRequestIdHeader, RequestIDMiddleware]
+    assert middleware_classes(app)[:2] == [RecordsRequestIdHeader, _ObservabilityMiddleware]
     client = client_for(app)
     assert client.get("/ok").status_code == 200
     assert client.get("/boom").status_code == 500
@@ -402,3 +400,29 @@ def test_setup_after_serving_is_refused() -> None:
         setup(app)
     assert app.user_middleware == []
     assert app.exception_handlers == handlers
+
+
+def test_websocket_gets_a_request_id_under_setup() -> None:
+    app = setup(FastAPI())
+
+    @app.websocket("/ws")
+    async def ws_endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(get_request_id() or "")
+        await websocket.close()
+
+    with TestClient(app).websocket_connect("/ws", headers={"X-Request-ID": "ws-1"}) as ws:
+        assert ws.receive_text() == "ws-1"
+
+
+def test_access_log_duration_excludes_background_tasks(access_records: AccessRecords) -> None:
+    app = setup(FastAPI())
+
+    @app.get("/slow-after")
+    async def slow_after(tasks: BackgroundTasks) -> dict[str, bool]:
+        tasks.add_task(asyncio.sleep, 0.3)
+        return {"ok": True}
+
+    assert client_for(app).get("/slow-after").status_code == 200
+    [record] = access_records()
+    assert record.duration_ms < 250  # type: ignore[attr-defined]

@@ -359,8 +359,14 @@ class _UnhandledErrorMiddleware:
         except Exception as exc:
             # An app that registered its own handler for Exception/500 after ours keeps it:
             # Starlette's ServerErrorMiddleware runs that one, as without fastkit.
-            handlers = scope["app"].exception_handlers
-            ours = handlers.get(Exception, handlers.get(500)) is _unhandled_exception_handler
+            app = scope["app"]
+            # As Starlette picks it: the last handler registered for Exception or 500.
+            chosen = None
+            for key, handler in app.exception_handlers.items():
+                if key in (500, Exception):
+                    chosen = handler
+            # debug=True keeps Starlette's traceback page.
+            ours = chosen is _unhandled_exception_handler and not app.debug
             if ours and not response_started:
                 response = await _unhandled_exception_handler(Request(scope), exc)
                 # The re-raise below makes the server drop the connection; say so, or a

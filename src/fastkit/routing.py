@@ -14,10 +14,10 @@ class OptionalSlashRouter(APIRouter):
     """An ``APIRouter`` whose routes answer with and without a trailing slash.
 
     FastAPI answers ``/items/`` with a ``307`` redirect to ``/items`` (and the other way
-    round), which loses the body and headers of some clients' POSTs and breaks CORS
-    preflights (FastAPI issue #2060). Here each route is also registered under its other
-    spelling, hidden from OpenAPI, so both paths answer directly. Pass any ``APIRouter``
-    option, ``route_class=EnvelopeRoute`` included.
+    round): an extra round trip, and some clients drop the body or the ``Authorization``
+    header when they follow it (FastAPI issue #2060). Here each route is also registered
+    under its other spelling, hidden from OpenAPI, so both paths answer directly. Pass any
+    ``APIRouter`` option, ``route_class=EnvelopeRoute`` included.
 
     Give the prefix to this router (``OptionalSlashRouter(prefix="/items")``), not only
     to ``include_router``: a router cannot see a prefix added when it is included, so

@@ -7,51 +7,57 @@ cannot drift from the code. The expected bodies here are the ones printed on the
 from __future__ import annotations
 
 import http
-import importlib.util
 import logging
 import re
 import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+import yaml
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 import fastkit
-from fastkit import AppError, EnvelopeRoute, Unauthorized, install_exception_handlers
+from fastkit import (
+    AppError,
+    EnvelopeRoute,
+    RequestIDMiddleware,
+    TimingMiddleware,
+    Unauthorized,
+    add_cors,
+    get_request_id,
+    install_exception_handlers,
+)
+from tests.docs._snippets import DOCS, SNIPPETS, client, load
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-SNIPPETS = DOCS / "snippets"
 SNIPPET_NAMES = [
+    # index.md
     "quickstart",
+    # responses.md
     "responses_ok",
     "responses_envelope_route",
     "responses_passthrough",
+    # errors.md
     "errors_raise",
     "errors_custom",
     "errors_handlers",
     "errors_problem",
+    "errors_request_id",
     "errors_own_handler",
+    # middleware.md (tested in test_snippets_middleware.py)
+    "middleware_stack",
+    "request_id",
+    "request_id_logging",
+    "access_log",
+    "cors",
+    # setup.md (tested in test_snippets_middleware.py)
+    "setup_app",
+    "spa",
+    "slash_router",
 ]
 PROBLEM_JSON = "application/problem+json"
-
-
-def load(name: str) -> ModuleType:
-    """Import ``docs/snippets/<name>.py`` as a fresh module."""
-    module_name = f"docs_snippets_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, SNIPPETS / f"{name}.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"Cannot import docs/snippets/{name}.py.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def client(name: str) -> TestClient:
-    return TestClient(load(name).app, raise_server_exceptions=False)
 
 
 def schema_ref(openapi: dict[str, Any], path: str, method: str, status: str = "200") -> str:
@@ -71,6 +77,22 @@ def test_every_snippet_is_included_in_a_page() -> None:
     pages = "\n".join(page.read_text(encoding="utf-8") for page in DOCS.glob("*.md"))
     included = set(re.findall(r'^--8<-- "([^"]+)\.py"$', pages, flags=re.MULTILINE))
     assert included == set(SNIPPET_NAMES)
+
+
+def test_every_include_is_a_python_block() -> None:
+    for page in DOCS.glob("*.md"):
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            if line.startswith("--8<--"):
+                assert lines[number - 1 : number + 2] == ["```python", line, "```"], (
+                    f"{page.name}:{number + 1}"
+                )
+
+
+def test_every_page_is_in_the_nav() -> None:
+    config = yaml.safe_load((DOCS.parent / "mkdocs.yml").read_text(encoding="utf-8"))
+    nav = [page for entry in config["nav"] for page in entry.values()]
+    assert sorted(nav) == sorted(page.name for page in DOCS.glob("*.md"))
 
 
 @pytest.mark.parametrize("name", SNIPPET_NAMES)
@@ -208,6 +230,30 @@ def test_app_wide_route_class() -> None:
         "message": "success",
         "data": "pong",
     }
+
+
+class NotedItem(BaseModel):
+    id: int
+    note: str | None = None
+
+
+def test_exclude_none_and_defaults_apply_to_the_envelope() -> None:
+    router = APIRouter(route_class=EnvelopeRoute)
+
+    @router.get("/items/{item_id}", response_model_exclude_none=True)
+    async def read_item(item_id: int) -> NotedItem | None:
+        return None if item_id == 0 else NotedItem(id=item_id)
+
+    @router.get("/ping", response_model_exclude_defaults=True)
+    async def ping() -> str:
+        return "pong"
+
+    app = FastAPI()
+    app.include_router(router)
+    c = TestClient(app)
+    assert c.get("/items/0").json() == {"code": 200, "message": "success"}
+    assert c.get("/items/1").json() == {"code": 200, "message": "success", "data": {"id": 1}}
+    assert c.get("/ping").json() == {"data": "pong"}
 
 
 def test_responses_passthrough() -> None:
@@ -453,6 +499,176 @@ def test_unhandled_exception_is_reraised_after_the_500(caplog: pytest.LogCapture
         pytest.raises(RuntimeError, match="hunter2"),
     ):
         default_client.get("/crash")
+
+
+ORIGIN = "https://app.example.com"
+
+
+def test_errors_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"), client("errors_request_id") as c:
+        crash = c.get("/crash", headers={"X-Request-ID": "req-42", "Origin": ORIGIN})
+        generated = c.get("/crash")
+    assert crash.status_code == 500
+    assert crash.headers["x-request-id"] == "req-42"
+    assert crash.headers["access-control-allow-origin"] == ORIGIN
+    assert crash.json() == {
+        "code": 500,
+        "message": "Internal Server Error",
+        "data": None,
+        "request_id": "req-42",
+    }
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
+    assert generated.json()["request_id"] == generated.headers["x-request-id"]
+    assert len([r for r in caplog.records if r.name == "fastkit.errors"]) == 2  # once each
+
+
+def test_request_id_in_problem_500() -> None:
+    app = load("errors_request_id").app
+    install_exception_handlers(app, style="problem")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        crash = c.get("/crash", headers={"X-Request-ID": "req-42"})
+    assert crash.headers["content-type"] == PROBLEM_JSON
+    assert crash.headers["x-request-id"] == "req-42"
+    assert crash.json()["request_id"] == "req-42"
+
+
+def test_other_errors_carry_the_id_in_the_header_only() -> None:
+    with client("errors_request_id") as c:
+        missing = c.get("/nowhere", headers={"X-Request-ID": "req-42"})
+    assert missing.headers["x-request-id"] == "req-42"
+    assert missing.json() == {"code": 404, "message": "Not Found", "data": None}
+
+
+def crashing_app(*, handlers_first: bool, debug: bool = False) -> FastAPI:
+    app = FastAPI(debug=debug)
+    if handlers_first:
+        install_exception_handlers(app)
+    add_cors(app, origins=[ORIGIN])
+    app.add_middleware(TimingMiddleware)
+    app.add_middleware(RequestIDMiddleware)
+    if not handlers_first:
+        install_exception_handlers(app)
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("database password is hunter2")
+
+    return app
+
+
+@pytest.mark.parametrize("handlers_first", [True, False], ids=["handlers-first", "handlers-last"])
+def test_500_is_answered_inside_the_middleware(
+    handlers_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = crashing_app(handlers_first=handlers_first)
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"):
+        crash = TestClient(app, raise_server_exceptions=False).get(
+            "/crash", headers={"Origin": ORIGIN}
+        )
+    assert crash.status_code == 500
+    assert crash.headers["access-control-allow-origin"] == ORIGIN
+    assert float(crash.headers["x-process-time"]) >= 0
+    assert crash.json()["request_id"] == crash.headers["x-request-id"]
+    assert len([r for r in caplog.records if r.name == "fastkit.errors"]) == 1
+
+
+def test_own_exception_handler_after_install_replaces_the_500() -> None:
+    app = crashing_app(handlers_first=True)
+    seen: list[str | None] = []
+
+    async def report_crash(request: Request, exc: Exception) -> Response:
+        seen.append(get_request_id())
+        return JSONResponse({"error": "crashed"}, status_code=500)
+
+    app.add_exception_handler(Exception, report_crash)
+    crash = TestClient(app, raise_server_exceptions=False).get(
+        "/crash", headers={"Origin": ORIGIN, "X-Request-ID": "req-42"}
+    )
+    assert crash.status_code == 500
+    assert crash.json() == {"error": "crashed"}
+    for header in ("access-control-allow-origin", "x-request-id", "x-process-time"):
+        assert header not in crash.headers
+    assert seen == [None]
+
+
+def test_own_exception_handler_before_install_is_replaced() -> None:
+    app = FastAPI()
+
+    async def report_crash(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "crashed"}, status_code=500)
+
+    app.add_exception_handler(Exception, report_crash)
+    install_exception_handlers(app)
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    response = TestClient(app, raise_server_exceptions=False).get("/crash")
+    assert response.json() == {"code": 500, "message": "Internal Server Error", "data": None}
+
+
+# The handlers registered after install_exception_handlers, in order.
+OWN_500_HANDLERS = {
+    "500": [500],
+    # Exception keeps its place (first registered by fastkit), so 500 stays the last key.
+    "500-then-exception": [500, Exception],
+}
+
+
+@pytest.mark.parametrize("keys", OWN_500_HANDLERS.values(), ids=OWN_500_HANDLERS.keys())
+def test_own_500_handler_after_install_replaces_the_500(
+    keys: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = crashing_app(handlers_first=True)
+    seen: list[str | None] = []
+
+    async def report_crash(request: Request, exc: Exception) -> Response:
+        seen.append(get_request_id())
+        return JSONResponse({"error": "crashed"}, status_code=500)
+
+    async def never_called(request: Request, exc: Exception) -> Response:
+        raise AssertionError("Starlette uses the handler of the last key")
+
+    app.add_exception_handler(keys[0], report_crash)
+    for key in keys[1:]:
+        app.add_exception_handler(key, never_called)
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"):
+        crash = TestClient(app, raise_server_exceptions=False).get(
+            "/crash", headers={"Origin": ORIGIN, "X-Request-ID": "req-42"}
+        )
+    assert crash.status_code == 500
+    assert crash.json() == {"error": "crashed"}
+    for header in ("access-control-allow-origin", "x-request-id", "x-process-time"):
+        assert header not in crash.headers
+    assert seen == [None]
+    assert [r for r in caplog.records if r.name == "fastkit.errors"] == []
+
+
+def test_debug_keeps_starlettes_traceback_page(caplog: pytest.LogCaptureFixture) -> None:
+    app = crashing_app(handlers_first=True, debug=True)
+    headers = {"Origin": ORIGIN, "X-Request-ID": "req-42"}
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"):
+        c = TestClient(app, raise_server_exceptions=False)
+        browser = c.get("/crash", headers={**headers, "Accept": "text/html"})
+        other = c.get("/crash", headers=headers)
+    assert browser.status_code == other.status_code == 500
+    assert browser.headers["content-type"].startswith("text/html")
+    assert other.headers["content-type"].startswith("text/plain")
+    assert other.text.startswith("Traceback (most recent call last):")
+    for response in (browser, other):
+        assert "RuntimeError" in response.text
+        assert "database password is hunter2" in response.text  # why never in production
+        for header in ("access-control-allow-origin", "x-request-id", "x-process-time"):
+            assert header not in response.headers
+    assert [r for r in caplog.records if r.name == "fastkit.errors"] == []
+
+
+def test_install_after_serving_is_refused() -> None:
+    app = FastAPI()
+    TestClient(app).get("/")
+    with pytest.raises(RuntimeError, match="before the app starts serving"):
+        install_exception_handlers(app)
 
 
 def test_errors_problem() -> None:

@@ -204,3 +204,47 @@ def test_lifespan_passes_through(caplog: pytest.LogCaptureFixture) -> None:
         assert events == ["startup"]
     assert events == ["startup", "shutdown"]
     assert access_records(caplog) == []
+
+
+def test_record_has_every_standard_attribute(caplog: pytest.LogCaptureFixture) -> None:
+    # The access record is built without LogRecord.__init__ (for speed); formatters that
+    # use any standard attribute must still work and agree with a regular record.
+    client = TestClient(build_app())
+    with caplog.at_level(logging.INFO, logger=ACCESS):
+        client.get("/items")
+    [record] = access_records(caplog)
+    regular = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+    assert set(vars(regular)) <= set(vars(record))
+    assert record.levelname == "INFO"
+    assert record.process == regular.process
+    assert record.processName == regular.processName
+    assert abs(record.relativeCreated - regular.relativeCreated) < 60_000
+    assert abs(record.created - regular.created) < 60
+    formatter = logging.Formatter(
+        "%(asctime)s %(msecs)03d %(relativeCreated)d %(levelname)s %(name)s %(process)d "
+        "%(processName)s %(thread)d %(threadName)s %(pathname)s %(filename)s %(module)s "
+        "%(funcName)s %(lineno)d %(message)s"
+    )
+    line = formatter.format(record)
+    assert re.search(r" GET /items 200 \d+\.\d{2}ms$", line)
+    assert "access_log.py access_log access_log" in line
+
+
+def test_custom_record_factory_is_respected(caplog: pytest.LogCaptureFixture) -> None:
+    original = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = original(*args, **kwargs)  # type: ignore[arg-type]
+        record.service = "billing"
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        client = TestClient(build_app())
+        with caplog.at_level(logging.INFO, logger=ACCESS):
+            client.get("/items")
+    finally:
+        logging.setLogRecordFactory(original)
+    [record] = access_records(caplog)
+    assert record.service == "billing"  # type: ignore[attr-defined]
+    assert record.status == 200  # type: ignore[attr-defined]

@@ -8,13 +8,14 @@ exception handlers, background tasks), echoes it on the response and exposes it 
 from __future__ import annotations
 
 import logging
+import random
 import re
-import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastkit.middleware._headers import set_header
 
 __all__ = [
     "RequestIDLogFilter",
@@ -52,9 +53,20 @@ def default_request_id_validator(value: str) -> bool:
     return _VALID_ID.fullmatch(value) is not None
 
 
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def default_request_id_generator() -> str:
-    """A new random id: 32 lowercase hex characters (uuid4)."""
-    return uuid.uuid4().hex
+    """A new random id: a version-4 UUID as 32 lowercase hex characters.
+
+    Request ids must be unique, not secret: the bits come from the ``random`` module
+    (reseeded in forked workers), which is several times cheaper per request than
+    ``uuid.uuid4()`` and its ``os.urandom`` call. They are predictable, so never use them
+    as tokens or idempotency keys; pass ``generator=lambda: uuid.uuid4().hex`` if you must.
+    """
+    bits = (random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
+    return f"{bits:032x}"
 
 
 class RequestIDMiddleware:
@@ -105,20 +117,31 @@ class RequestIDMiddleware:
                 return candidate if self.validator(candidate) else None
         return None
 
+    def begin(self, scope: Scope) -> tuple[str, Token[str | None]]:
+        """Pick the request's id, publish it (contextvar, ``scope["state"]``); return it.
+
+        Pass the returned token to ``_request_id.reset`` when the request ends.
+        """
+        request_id = self._incoming(scope) or self.generator()
+        state = scope.setdefault("state", {})
+        state[STATE_ID] = request_id
+        state[STATE_HEADER] = self.header
+        return request_id, _request_id.set(request_id)
+
+    def stamp(self, message: Message, request_id: str) -> None:
+        """Put the id on an ``http.response.start`` message."""
+        set_header(message, self._header_key, request_id.encode("latin-1"))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
 
-        request_id = self._incoming(scope) or self.generator()
-        state = scope.setdefault("state", {})
-        state[STATE_ID] = request_id
-        state[STATE_HEADER] = self.header
-        token = _request_id.set(request_id)
+        request_id, token = self.begin(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[self.header] = request_id
+                self.stamp(message, request_id)
             await send(message)
 
         try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastkit.middleware._headers import set_header
 
 __all__ = ["TimingMiddleware"]
 
@@ -40,6 +41,7 @@ class TimingMiddleware:
         self.app = app
         self.header = header
         self.server_timing = server_timing
+        self._header_key = header.lower().encode("latin-1") if header else b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,12 +52,18 @@ class TimingMiddleware:
 
         async def send_with_timing(message: Message) -> None:
             if message["type"] == "http.response.start":
-                elapsed = time.perf_counter() - start
-                headers = MutableHeaders(scope=message)
-                if self.header:
-                    headers[self.header] = f"{elapsed:.6f}"
-                if self.server_timing:
-                    headers.append("Server-Timing", f"app;dur={elapsed * 1000:.3f}")
+                self.stamp(message, time.perf_counter() - start)
             await send(message)
 
         await self.app(scope, receive, send_with_timing)
+
+    def stamp(self, message: Message, elapsed: float) -> None:
+        """Put ``elapsed`` seconds on an ``http.response.start`` message."""
+        if self._header_key:
+            set_header(message, self._header_key, b"%.6f" % elapsed)
+        if self.server_timing:
+            # Appended: Server-Timing may carry other metrics already.
+            headers = message.setdefault("headers", [])
+            if not isinstance(headers, list):
+                headers = message["headers"] = list(headers)
+            headers.append((b"server-timing", b"app;dur=%.3f" % (elapsed * 1000)))
