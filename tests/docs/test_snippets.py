@@ -56,6 +56,11 @@ SNIPPET_NAMES = [
     "setup_app",
     "spa",
     "slash_router",
+    # database.md (tested in test_snippets_database.py)
+    "database_app",
+    "database_typed",
+    "database_background",
+    "database_sync",
 ]
 PROBLEM_JSON = "application/problem+json"
 
