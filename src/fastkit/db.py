@@ -262,13 +262,14 @@ class Database:
             yield session
             await session.commit()
         except BaseException as error:
+            # Shielded: a cancelled request must still give its connection back clean.
             with contextlib.suppress(Exception):
                 await asyncio.shield(session.rollback())
-            _reraise_translated(error)
-            raise
-        finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(session.close())
+            _reraise_translated(error)
+            raise
+        await session.close()
 
     async def create_all(self, metadata: MetaData) -> None:
         """Create the tables of ``metadata`` that do not exist yet (for demos and tests)."""
