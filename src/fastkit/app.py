@@ -49,9 +49,10 @@ class _ObservabilityMiddleware:
                 await self.app(scope, receive, send)
             return
 
+        ids = self.request_id
         request_id = token = None
-        if self.request_id is not None:
-            request_id, token = self.request_id.begin(scope)
+        if ids is not None:
+            request_id, token = ids.begin(scope)
         access_log = self.access_log
         if access_log is not None and not access_log.logger.isEnabledFor(logging.ERROR):
             access_log = None
@@ -62,21 +63,23 @@ class _ObservabilityMiddleware:
 
         async def send_observed(message: Message) -> None:
             nonlocal status, end
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
-                if request_id is not None and self.request_id is not None:
-                    self.request_id.stamp(message, request_id)
+                if ids is not None:
+                    ids.stamp(message, request_id)  # type: ignore[arg-type]
                 if timing is not None:
                     timing.stamp(message, time.perf_counter() - start)
             await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
+            if kind == "http.response.body" and not message.get("more_body"):
                 end = time.perf_counter()
 
         try:
             await self.app(scope, receive, send_observed)
         finally:
             if access_log is not None:
-                access_log.log(scope, status, ((end or time.perf_counter()) - start) * 1000)
+                duration = ((end or time.perf_counter()) - start) * 1000
+                access_log.log(scope, status, duration, request_id)
             if token is not None:
                 _request_id.reset(token)
 

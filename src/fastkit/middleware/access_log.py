@@ -14,6 +14,8 @@ from fastkit.middleware.request_id import get_request_id
 
 __all__ = ["AccessLogMiddleware"]
 
+_FROM_CONTEXT = object()  # default for log(request_id=...): read get_request_id()
+
 
 class AccessLogMiddleware:
     """Log one record per HTTP request when it completes.
@@ -63,28 +65,37 @@ class AccessLogMiddleware:
         finally:
             self.log(scope, status, ((end or time.perf_counter()) - start) * 1000)
 
-    def log(self, scope: Scope, status: int, duration_ms: float) -> None:
-        """Emit the record for one finished HTTP request."""
+    def log(
+        self,
+        scope: Scope,
+        status: int,
+        duration_ms: float,
+        request_id: object = _FROM_CONTEXT,
+    ) -> None:
+        """Emit the record for one finished HTTP request (id from the context by default)."""
         level = logging.ERROR if status >= 500 else logging.INFO
         logger = self.logger
         if not logger.isEnabledFor(level):
             return
+        if request_id is _FROM_CONTEXT:
+            request_id = get_request_id()
         client = scope.get("client")
         method, path = scope["method"], scope["path"]
         args = (method, path, status, duration_ms)
+        fields = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(duration_ms, 3),
+            "request_id": request_id,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
         if logging.getLogRecordFactory() is logging.LogRecord:
-            record = _access_record(logger.name, level, args)
+            record = _access_record(logger.name, level, args, fields)
         else:  # a custom record factory (e.g. one that adds fields) is respected
             record = logger.makeRecord(
-                logger.name, level, __file__, 0, _MESSAGE, args, None, "access_log"
+                logger.name, level, __file__, 0, _MESSAGE, args, None, "access_log", fields
             )
-        fields = record.__dict__
-        fields["method"] = method
-        fields["path"] = path
-        fields["status"] = status
-        fields["duration_ms"] = round(duration_ms, 3)
-        fields["request_id"] = get_request_id()
-        fields["client"] = f"{client[0]}:{client[1]}" if client else None
         logger.handle(record)
 
 
@@ -94,21 +105,13 @@ _MESSAGE = "%s %s %d %.2fms"
 _probe = logging.LogRecord("fastkit", logging.INFO, __file__, 0, "", (), None)
 _LOGGING_START = _probe.created - _probe.relativeCreated / 1000
 del _probe
-_FIXED = {
-    "msg": _MESSAGE,
-    "pathname": __file__,
-    "filename": os.path.basename(__file__),
-    "module": "access_log",
-    "lineno": 0,
-    "funcName": "access_log",
-    "exc_info": None,
-    "exc_text": None,
-    "stack_info": None,
-    "taskName": None,
-}
+_PATHNAME = __file__
+_FILENAME = os.path.basename(__file__)
 
 
-def _access_record(name: str, level: int, args: tuple[object, ...]) -> logging.LogRecord:
+def _access_record(
+    name: str, level: int, args: tuple[object, ...], fields: dict[str, object]
+) -> logging.LogRecord:
     """A ``LogRecord`` with the standard attributes, built without ``LogRecord.__init__``.
 
     ``__init__`` derives the caller's file and module and looks up process and thread
@@ -117,19 +120,32 @@ def _access_record(name: str, level: int, args: tuple[object, ...]) -> logging.L
     """
     record = logging.LogRecord.__new__(logging.LogRecord)
     now = time.time()
-    attributes = record.__dict__
-    attributes.update(_FIXED)
-    attributes["name"] = name
-    attributes["levelno"] = level
-    attributes["levelname"] = _LEVEL_NAMES.get(level) or logging.getLevelName(level)
-    attributes["args"] = args
-    attributes["created"] = now
-    attributes["msecs"] = (now - int(now)) * 1000
-    attributes["relativeCreated"] = (now - _LOGGING_START) * 1000
     thread = threading.current_thread()
-    attributes["thread"] = thread.ident
-    attributes["threadName"] = thread.name
-    attributes["process"], attributes["processName"] = _process()
+    process, process_name = _process()
+    record.__dict__ = {
+        "name": name,
+        "msg": _MESSAGE,
+        "args": args,
+        "levelname": _LEVEL_NAMES.get(level) or logging.getLevelName(level),
+        "levelno": level,
+        "pathname": _PATHNAME,
+        "filename": _FILENAME,
+        "module": "access_log",
+        "exc_info": None,
+        "exc_text": None,
+        "stack_info": None,
+        "lineno": 0,
+        "funcName": "access_log",
+        "created": now,
+        "msecs": (now - int(now)) * 1000,
+        "relativeCreated": (now - _LOGGING_START) * 1000,
+        "thread": thread.ident,
+        "threadName": thread.name,
+        "processName": process_name,
+        "process": process,
+        "taskName": None,
+        **fields,
+    }
     return record
 
 
