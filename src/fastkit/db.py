@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,12 +27,32 @@ from fastkit.errors import Conflict, ServiceUnavailable
 
 require("sqlalchemy", "sqlalchemy")
 
-from sqlalchemy import event, exc, text  # noqa: E402
-from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlalchemy import Select, and_, event, exc, func, literal, or_, select, text, tuple_  # noqa: E402
+from sqlalchemy.engine import Engine, Row, make_url  # noqa: E402
 from sqlalchemy.engine.url import URL  # noqa: E402
 from sqlalchemy.orm import Session as SyncSession  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 from sqlalchemy.pool import StaticPool  # noqa: E402
+from sqlalchemy.sql import operators  # noqa: E402
+from sqlalchemy.sql.elements import UnaryExpression  # noqa: E402
+
+from fastkit.pagination import (  # noqa: E402
+    CursorPage,
+    CursorParams,
+    LimitOffsetPage,
+    LimitOffsetParams,
+    Page,
+    PageParams,
+    decode_cursor,
+    encode_cursor,
+)
+
+_ORDER_MODIFIERS = (
+    operators.desc_op,
+    operators.asc_op,
+    operators.nulls_first_op,
+    operators.nulls_last_op,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -43,6 +63,8 @@ __all__ = [
     "INTEGRITY_CONFLICT",
     "Database",
     "SyncDatabase",
+    "apaginate",
+    "paginate",
     "translate_error",
 ]
 
@@ -436,3 +458,220 @@ class SyncDatabase:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+# --- pagination of SQLAlchemy queries ------------------------------------------------------
+
+_KEY_LABEL = "_fastkit_key_{}"
+
+
+def _order_keys(stmt: Select[Any]) -> list[tuple[Any, bool]]:
+    """The statement's ORDER BY as ``[(column, descending), ...]``."""
+    keys = []
+    # No public accessor for a Select's ORDER BY: this attribute is stable across 1.4/2.x.
+    for clause in stmt._order_by_clauses:
+        element, descending = clause, False
+        while isinstance(element, UnaryExpression) and element.modifier in _ORDER_MODIFIERS:
+            if element.modifier is operators.desc_op:
+                descending = True
+            element = element.element
+        keys.append((element, descending))
+    return keys
+
+
+def _key_name(column: Any) -> str:
+    name = getattr(column, "key", None) or getattr(column, "name", None)
+    if not isinstance(name, str):
+        raise ValueError(
+            "Cursor pagination sorts by named columns; label expressions, e.g. "
+            "func.lower(Item.name).label('name_lower')."
+        )
+    return name
+
+
+def _python_type(column: Any) -> type | None:
+    try:
+        return column.type.python_type  # type: ignore[no-any-return]
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+def _with_tie_breaker(stmt: Select[Any]) -> tuple[Select[Any], list[tuple[Any, bool]]]:
+    """Make the order total: append the entity's primary key when it is not sorted by."""
+    keys = _order_keys(stmt)
+    descriptions = stmt.column_descriptions
+    entity = descriptions[0].get("entity") if len(descriptions) == 1 else None
+    mapper = getattr(entity, "__mapper__", None)
+    if mapper is not None:
+        sorted_by = {(getattr(c, "table", None), _key_name(c)) for c, _ in keys}
+        extra = [c for c in mapper.primary_key if (c.table, c.key) not in sorted_by]
+        if extra:
+            stmt = stmt.order_by(*extra)
+            keys += [(getattr(entity, c.key), False) for c in extra]
+    if not keys:
+        raise ValueError(
+            "Cursor pagination needs an ORDER BY ending in a unique column, "
+            "e.g. select(Item).order_by(Item.created_at, Item.id)."
+        )
+    return stmt, keys
+
+
+def _keyset_condition(keys: list[tuple[Any, bool]], values: list[Any]) -> Any:
+    """Rows strictly after ``values`` in the order ``keys`` (descending flags included)."""
+    directions = {descending for _, descending in keys}
+    if len(directions) == 1 and len(keys) > 1:
+        # One direction: a row-value comparison, which indexes on (k1, k2...) serve.
+        left = tuple_(*(c for c, _ in keys))
+        right = tuple_(*(literal(v) for v in values))
+        return left < right if directions == {True} else left > right
+    clauses = []
+    for i, (column, descending) in enumerate(keys):
+        equal = [keys[j][0] == values[j] for j in range(i)]
+        clauses.append(and_(*equal, column < values[i] if descending else column > values[i]))
+    return or_(*clauses)
+
+
+class _Plan:
+    """What to execute for one page, and how to turn the rows into the page model."""
+
+    def __init__(self, stmt: Select[Any], params: Any, include_total: bool) -> None:
+        self.params = params
+        self.single = len(stmt.column_descriptions) == 1
+        self.width = len(stmt.selected_columns)
+        self.count: Select[Any] | None = None
+        self.keys: list[tuple[Any, bool]] = []
+        self.values: list[Any] | None = None
+        self.backward = False
+        if isinstance(params, CursorParams):
+            self._plan_cursor(stmt, params)
+            return
+        if isinstance(params, PageParams):
+            offset, limit = params.offset, params.page_size
+        elif isinstance(params, LimitOffsetParams):
+            offset, limit = params.offset, params.limit
+        else:
+            raise TypeError("params must be PageParams, LimitOffsetParams or CursorParams.")
+        if include_total:
+            self.count = select(func.count()).select_from(stmt.order_by(None).subquery())
+        self.query = stmt.limit(limit).offset(offset)
+
+    def _plan_cursor(self, stmt: Select[Any], params: CursorParams) -> None:
+        stmt, self.keys = _with_tie_breaker(stmt)
+        self.signature = ",".join(("-" if d else "") + _key_name(c) for c, d in self.keys)
+        self.secret = type(params).cursor_secret
+        if params.cursor is not None:
+            self.values, self.backward = decode_cursor(
+                params.cursor,
+                self.signature,
+                secret=self.secret,
+                types=[_python_type(c) for c, _ in self.keys],
+            )
+        # Walking backward: the same query in the opposite order, reversed afterwards.
+        effective = [(c, d != self.backward) for c, d in self.keys]
+        query = stmt.order_by(None).order_by(*(c.desc() if d else c.asc() for c, d in effective))
+        if self.values is not None:
+            query = query.where(_keyset_condition(effective, self.values))
+        labels = [c.label(_KEY_LABEL.format(i)) for i, (c, _) in enumerate(self.keys)]
+        self.query = query.add_columns(*labels).limit(params.size + 1)
+
+    def _item(self, row: Row[Any]) -> Any:
+        if self.single:
+            return row[0]
+        return dict(zip(row._fields[: self.width], row[: self.width], strict=True))
+
+    def page(
+        self, rows: Sequence[Row[Any]], total: int | None, transformer: Callable[..., Any] | None
+    ) -> Any:
+        params = self.params
+        if not isinstance(params, CursorParams):
+            items: Sequence[Any] = [self._item(r) for r in rows]
+            if transformer is not None:
+                items = transformer(items)
+            if isinstance(params, PageParams):
+                return Page[Any].create(items, total, params)
+            return LimitOffsetPage[Any].create(items, total, params)
+
+        rows = list(rows)
+        more = len(rows) > params.size
+        rows = rows[: params.size]
+        if self.backward:
+            rows.reverse()
+        n = len(self.keys)
+        first = list(rows[0][-n:]) if rows else self.values
+        last = list(rows[-1][-n:]) if rows else self.values
+
+        def cursor(values: list[Any] | None, backward: bool) -> str | None:
+            if values is None:
+                return None
+            return encode_cursor(values, self.signature, backward=backward, secret=self.secret)
+
+        if self.backward:
+            previous_cursor = cursor(first, True) if more else None
+            next_cursor = cursor(last, False)
+        else:
+            next_cursor = cursor(last, False) if more else None
+            previous_cursor = cursor(first, True) if self.values is not None else None
+        items = [self._item(r) for r in rows]
+        if transformer is not None:
+            items = list(transformer(items))
+        return CursorPage[Any](
+            items=items,
+            next_cursor=next_cursor,
+            previous_cursor=previous_cursor,
+            size=params.size,
+        )
+
+
+async def apaginate(
+    session: AsyncSession,
+    stmt: Select[Any],
+    params: PageParams | LimitOffsetParams | CursorParams,
+    *,
+    include_total: bool = True,
+    transformer: Callable[[Sequence[Any]], Sequence[Any]] | None = None,
+) -> Any:
+    """Run one page of ``stmt`` and return a `Page`, `LimitOffsetPage` or `CursorPage`.
+
+    - `PageParams` / `LimitOffsetParams`: ``LIMIT/OFFSET`` plus one ``SELECT count(*)``
+      over the statement without its ORDER BY (``include_total=False`` skips it; ``total``
+      and ``pages`` are then None).
+    - `CursorParams`: keyset pagination over the statement's ORDER BY (the entity's
+      primary key is appended as tie-breaker when missing): ``WHERE (k1, k2) > (...)``,
+      so a page costs the same at any depth and concurrent inserts never make a row
+      appear twice or be skipped. Bad cursors are answered 400 (`InvalidCursor`).
+
+    Items are the entities for ``select(Model)`` (or the single column), otherwise dicts
+    of the selected columns; ``transformer`` maps the list (e.g. to response models).
+
+    Example:
+        ```python
+        @app.get("/items")
+        async def items(session: db.Session, params: Annotated[CursorParams, Depends()]
+                        ) -> CursorPage[ItemOut]:
+            stmt = select(Item).order_by(Item.created_at.desc())
+            return await apaginate(session, stmt, params)
+        ```
+    """
+    plan = _Plan(stmt, params, include_total)
+    total = None
+    if plan.count is not None:
+        total = int(await session.scalar(plan.count) or 0)
+    rows = (await session.execute(plan.query)).all()
+    return plan.page(rows, total, transformer)
+
+
+def paginate(
+    session: SyncSession,
+    stmt: Select[Any],
+    params: PageParams | LimitOffsetParams | CursorParams,
+    *,
+    include_total: bool = True,
+    transformer: Callable[[Sequence[Any]], Sequence[Any]] | None = None,
+) -> Any:
+    """The sync twin of `apaginate`, for `SyncDatabase` sessions."""
+    plan = _Plan(stmt, params, include_total)
+    total = None
+    if plan.count is not None:
+        total = int(session.scalar(plan.count) or 0)
+    rows = session.execute(plan.query).all()
+    return plan.page(rows, total, transformer)
