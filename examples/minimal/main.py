@@ -1,4 +1,4 @@
-"""The smallest fastkit app: the envelope, the error handlers and a custom error.
+"""The smallest fastkit app: setup(), the envelope, a custom error and a paginated list.
 
 Run it with ``hatch run example`` (or ``uvicorn examples.minimal.main:app``) and open
 http://127.0.0.1:8000/docs.
@@ -6,10 +6,13 @@ http://127.0.0.1:8000/docs.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, Field
 
-from fastkit import AppError, EnvelopeRoute, NotFound, install_exception_handlers
+from fastkit import AppError, EnvelopeRoute, NotFound, setup
+from fastkit.pagination import Page, PageParams, paginate
 
 
 class Item(BaseModel):
@@ -31,7 +34,7 @@ class OutOfStock(AppError):
 
 
 app = FastAPI(title="fastkit minimal example")
-install_exception_handlers(app)
+setup(app)  # envelope errors, request id, access log, timing
 router = APIRouter(prefix="/items", tags=["items"], route_class=EnvelopeRoute)
 
 # An in-memory store keeps the example a single file; see examples/todo for a database.
@@ -39,8 +42,8 @@ ITEMS: dict[int, Item] = {1: Item(id=1, name="pen", stock=3), 2: Item(id=2, name
 
 
 @router.get("")
-async def list_items() -> list[Item]:
-    return list(ITEMS.values())
+async def list_items(params: Annotated[PageParams, Depends()]) -> Page[Item]:
+    return paginate(list(ITEMS.values()), params)
 
 
 @router.get("/{item_id}")

@@ -20,7 +20,8 @@ def client() -> Iterator[TestClient]:
 def test_list_and_read(client: TestClient) -> None:
     listed = client.get("/items").json()
     assert listed["code"] == 200
-    assert [item["name"] for item in listed["data"]] == ["pen", "ink"]
+    assert [item["name"] for item in listed["data"]["items"]] == ["pen", "ink"]
+    assert (listed["data"]["total"], listed["data"]["pages"]) == (2, 1)
     assert client.get("/items/1").json() == {
         "code": 200,
         "message": "success",
@@ -59,3 +60,18 @@ def test_openapi_documents_the_envelope(client: TestClient) -> None:
     openapi = client.get("/openapi.json").json()
     response = openapi["paths"]["/items/{item_id}"]["get"]["responses"]["200"]
     assert response["content"]["application/json"]["schema"]["$ref"].endswith("/Envelope_Item_")
+
+
+def test_list_is_paginated_and_validated(client: TestClient) -> None:
+    second = client.get("/items", params={"page": 2, "page_size": 1}).json()["data"]
+    assert [item["name"] for item in second["items"]] == ["ink"]
+    assert (second["page"], second["page_size"], second["pages"]) == (2, 1, 2)
+    bad = client.get("/items", params={"page_size": 1000})
+    assert bad.status_code == 422
+    assert bad.json()["data"][0]["loc"] == ["query", "page_size"]
+
+
+def test_setup_headers(client: TestClient) -> None:
+    response = client.get("/items/1")
+    assert len(response.headers["x-request-id"]) == 32
+    assert "x-process-time" in response.headers
