@@ -1,0 +1,173 @@
+"""FastAPI dependencies for JWT bearer auth: claims, current user, optional user, scopes."""
+
+# No ``from __future__ import annotations``: FastAPI evaluates the endpoints' annotations,
+# which name local variables of the functions that build them.
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, Generic, TypeVar, cast
+
+from fastapi import Depends, Security
+from fastapi.params import Security as SecurityParam
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
+
+from fastkit.auth.revocation import MemoryRevocationStore, RevocationStore
+from fastkit.auth.tokens import TokenClaims, TokenError, TokenService
+from fastkit.errors import Forbidden, Unauthorized
+
+__all__ = ["JWTAuth"]
+
+logger = logging.getLogger("fastkit.auth")
+
+U = TypeVar("U")
+
+INVALID_TOKEN = "Invalid or expired token"
+INVALID_TOKEN_HEADER = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def _invalid(reason: str) -> Unauthorized:
+    # The reason goes to the log; the client learns only that the token is not accepted.
+    logger.info("Token refused: %s", reason)
+    return Unauthorized(INVALID_TOKEN, headers=INVALID_TOKEN_HEADER)
+
+
+class JWTAuth(Generic[U]):
+    """Bearer-token authentication for FastAPI routes.
+
+    Dependencies (use them in signatures or ``dependencies=[...]``):
+
+    - ``claims``: the verified `TokenClaims` (signature, expiry, type, revocation);
+    - ``current_user``: the user from ``user_loader(claims)``;
+    - ``optional_user``: the user, or None when no token is sent;
+    - ``require_scopes(*scopes)``: the current user, if the token has every scope.
+
+    OpenAPI gets an OAuth2 password flow pointing at ``token_url`` with ``scopes``, so
+    Swagger UI's *Authorize* button logs in.
+
+    Failures answer 401 (``WWW-Authenticate: Bearer error="invalid_token"``) for a
+    missing, invalid, expired or revoked token or an unknown user; 403 for a disabled user
+    (``is_active``) or a missing scope (``error="insufficient_scope"``).
+
+    Args:
+        tokens: The `TokenService` that signs and verifies tokens.
+        user_loader: ``claims -> user or None``, sync or async.
+        token_url: Where clients get tokens (``auth_router``'s ``/token``).
+        revocation: Where revoked tokens are kept (default: in this process's memory).
+        scopes: Scope names and descriptions, for OpenAPI.
+        is_active: ``user -> bool``; False answers 403.
+
+    Example:
+        ```python
+        auth = JWTAuth(tokens, user_loader=load_user, scopes={"items:write": "Edit items"})
+        CurrentUser = Annotated[User, Depends(auth.current_user)]
+
+        @app.post("/items", dependencies=[auth.require_scopes("items:write")])
+        async def create_item(user: CurrentUser) -> Item: ...
+        ```
+    """
+
+    def __init__(
+        self,
+        tokens: TokenService,
+        *,
+        user_loader: Callable[[TokenClaims], U | Awaitable[U | None] | None],
+        token_url: str = "/auth/token",
+        revocation: RevocationStore | None = None,
+        scopes: Mapping[str, str] | None = None,
+        is_active: Callable[[U], bool] | None = None,
+    ) -> None:
+        self.tokens = tokens
+        self.user_loader = user_loader
+        self.revocation: RevocationStore = (
+            revocation if revocation is not None else MemoryRevocationStore()
+        )
+        self.is_active = is_active
+        self.scheme = OAuth2PasswordBearer(
+            tokenUrl=token_url, scopes=dict(scopes or {}), auto_error=False
+        )
+        self.claims = self._claims_dependency()
+        self.current_user = self._user_dependency(optional=False)
+        self.optional_user = self._user_dependency(optional=True)
+
+    async def verify(self, token: str, *, expected_type: Any = "access") -> TokenClaims:
+        """Decode ``token`` and check it is not revoked; raise 401 `Unauthorized` if not ok."""
+        try:
+            claims = self.tokens.decode(token, expected_type=expected_type)
+        except TokenError as error:
+            raise _invalid(error.reason) from None
+        ids = [claims.jti] + ([f"fam:{claims.fam}"] if claims.fam else [])
+        if await self.revocation.is_revoked(*ids):
+            raise _invalid("revoked")
+        return claims
+
+    async def load_user(self, claims: TokenClaims) -> U:
+        """The user for ``claims``; 401 if unknown, 403 if ``is_active`` says no."""
+        user = self.user_loader(claims)
+        if inspect.isawaitable(user):
+            user = await user
+        if user is None:
+            raise _invalid("unknown_user")
+        if self.is_active is not None and not self.is_active(cast(U, user)):
+            raise Forbidden("Inactive user")
+        return cast(U, user)
+
+    def _claims_dependency(self) -> Callable[..., Awaitable[TokenClaims | None]]:
+        scheme = self.scheme
+
+        async def claims(
+            security_scopes: SecurityScopes,
+            token: Annotated[str | None, Depends(scheme)],
+        ) -> TokenClaims:
+            if token is None:
+                raise _invalid("missing")
+            verified = await self.verify(token)
+            missing = [s for s in security_scopes.scopes if s not in verified.scopes]
+            if missing:
+                raise Forbidden(
+                    "Not enough permissions",
+                    headers={
+                        "WWW-Authenticate": (
+                            f'Bearer error="insufficient_scope", '
+                            f'scope="{security_scopes.scope_str}"'
+                        )
+                    },
+                )
+            return verified
+
+        return claims
+
+    def _user_dependency(self, *, optional: bool) -> Callable[..., Awaitable[Any]]:
+        scheme = self.scheme
+        claims_dependency = self.claims
+
+        if optional:
+
+            async def optional_user(
+                token: Annotated[str | None, Depends(scheme)],
+            ) -> U | None:
+                if token is None:
+                    return None
+                return await self.load_user(await self.verify(token))
+
+            return optional_user
+
+        async def current_user(
+            claims: Annotated[TokenClaims, Security(claims_dependency)],
+        ) -> U:
+            return await self.load_user(claims)
+
+        return current_user
+
+    def require_scopes(self, *scopes: str) -> SecurityParam:
+        """A dependency for the current user, requiring every scope in ``scopes``.
+
+        Example:
+            ```python
+            @app.delete("/items/{id}")
+            async def delete(user: Annotated[User, auth.require_scopes("items:write")]): ...
+            ```
+        """
+        if not scopes:
+            raise ValueError("require_scopes needs at least one scope, e.g. 'items:write'.")
+        return cast(SecurityParam, Security(self.current_user, scopes=list(scopes)))

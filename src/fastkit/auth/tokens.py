@@ -1,0 +1,326 @@
+"""JWT access and refresh tokens with PyJWT: strict decoding, asymmetric keys, rotation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jwt
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = ["JWTKey", "TokenClaims", "TokenError", "TokenService", "TokenType"]
+
+TokenType = Literal["access", "refresh"]
+
+_HMAC = ("HS256", "HS384", "HS512")
+_ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+_RESERVED = frozenset(
+    {"sub", "exp", "iat", "nbf", "jti", "type", "scopes", "iss", "aud", "fam", "scope"}
+)
+
+
+class TokenError(Exception):
+    """A token was refused. ``reason`` says why, for logs; never show it to the client.
+
+    Reasons: ``malformed``, ``alg_none``, ``algorithm_not_allowed``, ``unknown_kid``,
+    ``bad_signature``, ``expired``, ``not_yet_valid``, ``wrong_issuer``,
+    ``wrong_audience``, ``missing_sub``, ``missing_exp``, ``missing_jti``,
+    ``missing_iat``, ``wrong_type``, ``invalid_claims``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TokenClaims(BaseModel):
+    """The verified claims of a token; unknown claims are kept as extra attributes."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    sub: str
+    exp: int
+    iat: int
+    jti: str
+    type: TokenType
+    nbf: int | None = None
+    scopes: list[str] = []
+    iss: str | None = None
+    aud: str | list[str] | None = None
+    fam: str | None = None  # the refresh-token family (one per login)
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """Claims beyond the standard ones (those passed as ``claims=``)."""
+        return dict(self.model_extra or {})
+
+
+@dataclass(frozen=True)
+class JWTKey:
+    """One key: ``kid``, algorithm, and the key material to sign and/or verify.
+
+    Use `hmac` or `asymmetric` to build one. A key without ``signing_key`` only verifies
+    (a retired key kept until its tokens expire, or a public key only).
+    """
+
+    kid: str | None
+    algorithm: str
+    verification_key: Any = field(repr=False)
+    signing_key: Any = field(default=None, repr=False)
+
+    @classmethod
+    def hmac(
+        cls, secret: str | bytes, *, kid: str | None = None, algorithm: str = "HS256"
+    ) -> JWTKey:
+        """A shared-secret key (HS256/384/512); the secret must be at least 32 bytes.
+
+        Raises:
+            ValueError: If the secret is too short or the algorithm is not an HS one.
+        """
+        if algorithm not in _HMAC:
+            raise ValueError(f"HMAC algorithm must be one of {_HMAC}, got {algorithm!r}.")
+        raw = secret.encode() if isinstance(secret, str) else secret
+        if len(raw) < 32:
+            raise ValueError(
+                "The HS secret must be at least 32 bytes; generate one with secrets.token_hex(32)."
+            )
+        return cls(kid, algorithm, raw, raw)
+
+    @classmethod
+    def asymmetric(
+        cls,
+        *,
+        public_key: str | bytes | Any,
+        private_key: str | bytes | Any | None = None,
+        kid: str | None = None,
+        algorithm: str = "RS256",
+    ) -> JWTKey:
+        """An RSA/EC key pair (RS*, PS*, ES*): the private key signs, the public one verifies.
+
+        Raises:
+            ValueError: If the algorithm is not an asymmetric one or a key cannot be loaded.
+        """
+        if algorithm not in _ASYMMETRIC:
+            raise ValueError(
+                f"Asymmetric algorithm must be one of {_ASYMMETRIC}, got {algorithm!r}."
+            )
+        algo = jwt.get_algorithm_by_name(algorithm)
+        try:
+            public = algo.prepare_key(public_key)
+            private = algo.prepare_key(private_key) if private_key is not None else None
+        except (jwt.InvalidKeyError, ValueError, TypeError) as error:
+            raise ValueError(f"Cannot load the {algorithm} key: {error}.") from None
+        return cls(kid, algorithm, public, private)
+
+
+def _seconds(value: dt.timedelta | int | float) -> int:
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    if seconds <= 0:
+        raise ValueError(f"Token lifetimes must be positive, got {value!r}.")
+    return int(seconds)
+
+
+class TokenService:
+    """Create and verify access and refresh JWTs.
+
+    One key: pass ``secret`` (HS256 by default), or ``private_key``/``public_key`` with an
+    RS/ES ``algorithm``. Several keys (rotation): pass ``keys`` — the first key that can
+    sign signs new tokens (its ``kid`` goes in the header), every key verifies; drop a key
+    once the tokens it signed have expired.
+
+    Args:
+        secret: HS shared secret, at least 32 bytes.
+        algorithm: The algorithm for ``secret`` or the key pair.
+        private_key: PEM private key (signs), with ``public_key`` (verifies).
+        public_key: PEM public key; alone, the service only verifies.
+        keys: `JWTKey` objects for rotation, instead of the above.
+        access_ttl: Access token lifetime (15 minutes).
+        refresh_ttl: Refresh token lifetime (7 days).
+        issuer: ``iss`` to set and require.
+        audience: ``aud`` to set and require.
+        leeway: Seconds of clock skew tolerated for ``exp``/``nbf``.
+
+    Raises:
+        ValueError: If no key or several conflicting key options are given, an HS secret is
+            shorter than 32 bytes, two keys share a ``kid``, or a lifetime is not positive.
+
+    Example:
+        ```python
+        tokens = TokenService(secret=os.environ["JWT_SECRET"], issuer="my-api")
+        token = tokens.create_access_token("42", scopes=["items:read"])
+        claims = tokens.decode(token)  # TokenClaims(sub="42", scopes=["items:read"], ...)
+        ```
+    """
+
+    def __init__(
+        self,
+        secret: str | bytes | None = None,
+        *,
+        algorithm: str = "HS256",
+        private_key: str | bytes | Any | None = None,
+        public_key: str | bytes | Any | None = None,
+        keys: Sequence[JWTKey] = (),
+        access_ttl: dt.timedelta | int = dt.timedelta(minutes=15),
+        refresh_ttl: dt.timedelta | int = dt.timedelta(days=7),
+        issuer: str | None = None,
+        audience: str | None = None,
+        leeway: int | float = 0,
+    ) -> None:
+        given = sum(x is not None for x in (secret, public_key)) + (1 if keys else 0)
+        if given != 1:
+            raise ValueError(
+                "Give exactly one of secret=, public_key= (with private_key=) or keys=."
+            )
+        if secret is not None:
+            key_list = [JWTKey.hmac(secret, algorithm=algorithm)]
+        elif public_key is not None:
+            key_list = [
+                JWTKey.asymmetric(
+                    public_key=public_key, private_key=private_key, algorithm=algorithm
+                )
+            ]
+        else:
+            key_list = list(keys)
+            kids = [k.kid for k in key_list]
+            if len(key_list) > 1 and (None in kids or len(set(kids)) != len(kids)):
+                raise ValueError("With several keys, each needs its own kid.")
+        self.keys = key_list
+        self._by_kid = {k.kid: k for k in key_list}
+        self._algorithms = {k.algorithm for k in key_list}
+        self._signer = next((k for k in key_list if k.signing_key is not None), None)
+        self.access_ttl = _seconds(access_ttl)
+        self.refresh_ttl = _seconds(refresh_ttl)
+        if leeway < 0:
+            raise ValueError(f"leeway must be >= 0 seconds, got {leeway}.")
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+
+    # --- creating ----------------------------------------------------------------------------
+
+    def _encode(self, payload: dict[str, Any]) -> str:
+        if self._signer is None:
+            raise RuntimeError("This TokenService has no private key; it can only verify tokens.")
+        headers = {"kid": self._signer.kid} if self._signer.kid is not None else None
+        return jwt.encode(
+            payload, self._signer.signing_key, algorithm=self._signer.algorithm, headers=headers
+        )
+
+    def _payload(self, subject: str, kind: TokenType, ttl: int) -> dict[str, Any]:
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("subject must be a non-empty string, e.g. str(user.id).")
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            "sub": subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            "type": kind,
+        }
+        if self.issuer is not None:
+            payload["iss"] = self.issuer
+        if self.audience is not None:
+            payload["aud"] = self.audience
+        return payload
+
+    def create_access_token(
+        self,
+        subject: str,
+        *,
+        scopes: Iterable[str] = (),
+        claims: Mapping[str, Any] | None = None,
+        family: str | None = None,
+    ) -> str:
+        """A signed access token for ``subject`` (the user id as a string).
+
+        Raises:
+            ValueError: If ``claims`` tries to set a standard claim.
+        """
+        payload = self._payload(subject, "access", self.access_ttl)
+        payload["scopes"] = sorted(set(scopes))
+        if family is not None:
+            payload["fam"] = family
+        if claims:
+            clash = _RESERVED.intersection(claims)
+            if clash:
+                raise ValueError(f"claims cannot set standard claims {sorted(clash)}.")
+            payload.update(claims)
+        return self._encode(payload)
+
+    def create_refresh_token(
+        self, subject: str, *, family: str | None = None, scopes: Iterable[str] = ()
+    ) -> str:
+        """A signed refresh token; ``family`` groups the tokens of one login (new if None)."""
+        payload = self._payload(subject, "refresh", self.refresh_ttl)
+        payload["fam"] = family or uuid.uuid4().hex
+        payload["scopes"] = sorted(set(scopes))
+        return self._encode(payload)
+
+    # --- verifying ---------------------------------------------------------------------------
+
+    def _key_for(self, token: str) -> JWTKey:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise TokenError("malformed") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm.lower() == "none":
+            raise TokenError("alg_none")
+        if algorithm not in self._algorithms:
+            raise TokenError("algorithm_not_allowed")
+        kid = header.get("kid")
+        if kid is None and len(self.keys) == 1:
+            key = self.keys[0]
+        elif isinstance(kid, str) and kid in self._by_kid:
+            key = self._by_kid[kid]
+        else:
+            raise TokenError("unknown_kid")
+        if key.algorithm != algorithm:
+            # e.g. an HS256 token "signed" with the RS public key: never accepted.
+            raise TokenError("algorithm_not_allowed")
+        return key
+
+    def decode(self, token: str, *, expected_type: TokenType = "access") -> TokenClaims:
+        """Verify ``token`` and return its claims.
+
+        Raises:
+            TokenError: With a ``reason`` (see `TokenError`), whatever is wrong.
+        """
+        if not isinstance(token, str) or not token or len(token) > 8192:
+            raise TokenError("malformed")
+        key = self._key_for(token)
+        try:
+            payload = jwt.decode(
+                token,
+                key.verification_key,
+                algorithms=[key.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "sub", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenError("not_yet_valid") from None
+        except jwt.InvalidIssuerError:
+            raise TokenError("wrong_issuer") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError("wrong_audience") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise TokenError(f"missing_{error.claim}") from None
+        except jwt.InvalidSignatureError:
+            raise TokenError("bad_signature") from None
+        except jwt.InvalidTokenError:
+            raise TokenError("malformed") from None
+        if payload.get("type") != expected_type:
+            raise TokenError("wrong_type")
+        try:
+            return TokenClaims.model_validate(payload)
+        except ValidationError:
+            raise TokenError("invalid_claims") from None
