@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -463,6 +463,10 @@ class SyncDatabase:
 # --- pagination of SQLAlchemy queries ------------------------------------------------------
 
 _KEY_LABEL = "_fastkit_key_{}"
+# Parametrized once: subscripting a generic model on every page costs tens of microseconds.
+_PAGE = Page[Any]
+_LIMIT_OFFSET_PAGE = LimitOffsetPage[Any]
+_CURSOR_PAGE = CursorPage[Any]
 
 
 def _order_keys(stmt: Select[Any]) -> list[tuple[Any, bool]]:
@@ -481,10 +485,10 @@ def _order_keys(stmt: Select[Any]) -> list[tuple[Any, bool]]:
 
 def _key_name(column: Any) -> str:
     name = getattr(column, "key", None) or getattr(column, "name", None)
-    if not isinstance(name, str):
+    if not isinstance(name, str) or type(column).__name__.endswith("label_reference"):
         raise ValueError(
-            "Cursor pagination sorts by named columns; label expressions, e.g. "
-            "func.lower(Item.name).label('name_lower')."
+            "Cursor pagination sorts by table columns; for an expression, add a column "
+            "(e.g. a generated or indexed lowercase name) and sort by it."
         )
     return name
 
@@ -496,10 +500,11 @@ def _python_type(column: Any) -> type | None:
         return None
 
 
-def _with_tie_breaker(stmt: Select[Any]) -> tuple[Select[Any], list[tuple[Any, bool]]]:
+def _with_tie_breaker(
+    stmt: Select[Any], descriptions: Sequence[Mapping[str, Any]]
+) -> tuple[Select[Any], list[tuple[Any, bool]]]:
     """Make the order total: append the entity's primary key when it is not sorted by."""
     keys = _order_keys(stmt)
-    descriptions = stmt.column_descriptions
     entity = descriptions[0].get("entity") if len(descriptions) == 1 else None
     mapper = getattr(entity, "__mapper__", None)
     if mapper is not None:
@@ -507,7 +512,8 @@ def _with_tie_breaker(stmt: Select[Any]) -> tuple[Select[Any], list[tuple[Any, b
         extra = [c for c in mapper.primary_key if (c.table, c.key) not in sorted_by]
         if extra:
             stmt = stmt.order_by(*extra)
-            keys += [(getattr(entity, c.key), False) for c in extra]
+            # By the mapped attribute: its name may differ from the column's.
+            keys += [(getattr(entity, mapper.get_property_by_column(c).key), False) for c in extra]
     if not keys:
         raise ValueError(
             "Cursor pagination needs an ORDER BY ending in a unique column, "
@@ -522,7 +528,8 @@ def _keyset_condition(keys: list[tuple[Any, bool]], values: list[Any]) -> Any:
     if len(directions) == 1 and len(keys) > 1:
         # One direction: a row-value comparison, which indexes on (k1, k2...) serve.
         left = tuple_(*(c for c, _ in keys))
-        right = tuple_(*(literal(v) for v in values))
+        # Bound with the column's type, so custom types convert the value as they store it.
+        right = tuple_(*(literal(v, type_=c.type) for (c, _), v in zip(keys, values, strict=True)))
         return left < right if directions == {True} else left > right
     clauses = []
     for i, (column, descending) in enumerate(keys):
@@ -536,14 +543,15 @@ class _Plan:
 
     def __init__(self, stmt: Select[Any], params: Any, include_total: bool) -> None:
         self.params = params
-        self.single = len(stmt.column_descriptions) == 1
-        self.width = len(stmt.selected_columns)
+        descriptions = stmt.column_descriptions
+        self.single = len(descriptions) == 1
+        self.width = len(descriptions)
         self.count: Select[Any] | None = None
         self.keys: list[tuple[Any, bool]] = []
         self.values: list[Any] | None = None
         self.backward = False
         if isinstance(params, CursorParams):
-            self._plan_cursor(stmt, params)
+            self._plan_cursor(stmt, params, descriptions)
             return
         if isinstance(params, PageParams):
             offset, limit = params.offset, params.page_size
@@ -555,8 +563,10 @@ class _Plan:
             self.count = select(func.count()).select_from(stmt.order_by(None).subquery())
         self.query = stmt.limit(limit).offset(offset)
 
-    def _plan_cursor(self, stmt: Select[Any], params: CursorParams) -> None:
-        stmt, self.keys = _with_tie_breaker(stmt)
+    def _plan_cursor(
+        self, stmt: Select[Any], params: CursorParams, descriptions: Sequence[Mapping[str, Any]]
+    ) -> None:
+        stmt, self.keys = _with_tie_breaker(stmt, descriptions)
         self.signature = ",".join(("-" if d else "") + _key_name(c) for c, d in self.keys)
         self.secret = type(params).cursor_secret
         if params.cursor is not None:
@@ -588,8 +598,8 @@ class _Plan:
             if transformer is not None:
                 items = transformer(items)
             if isinstance(params, PageParams):
-                return Page[Any].create(items, total, params)
-            return LimitOffsetPage[Any].create(items, total, params)
+                return _PAGE.create(items, total, params)
+            return _LIMIT_OFFSET_PAGE.create(items, total, params)
 
         rows = list(rows)
         more = len(rows) > params.size
@@ -614,7 +624,7 @@ class _Plan:
         items = [self._item(r) for r in rows]
         if transformer is not None:
             items = list(transformer(items))
-        return CursorPage[Any](
+        return _CURSOR_PAGE(
             items=items,
             next_cursor=next_cursor,
             previous_cursor=previous_cursor,

@@ -12,6 +12,7 @@ import base64
 import binascii
 import datetime as dt
 import decimal
+import enum
 import hashlib
 import hmac
 import json
@@ -44,6 +45,10 @@ T = TypeVar("T")
 
 DEFAULT_SIZE = 20
 MAX_SIZE = 100
+# Upper bounds for page and offset: deeper offset pages cost time in proportion to their
+# depth (use cursors there), and larger numbers would overflow database integers.
+MAX_PAGE = 1_000_000
+MAX_OFFSET = 100_000_000
 
 
 class _QueryModel(BaseModel):
@@ -91,7 +96,7 @@ class PageParams(_QueryModel):
         ```
     """
 
-    page: int = Field(1, ge=1, description="Page number, from 1.")
+    page: int = Field(1, ge=1, le=MAX_PAGE, description="Page number, from 1.")
     page_size: int = Field(DEFAULT_SIZE, ge=1, le=MAX_SIZE, description="Items per page.")
 
     @property
@@ -164,7 +169,7 @@ class LimitOffsetParams(_QueryModel):
     """``?limit=20&offset=40``: 1-100 items (default 20), skipping ``offset`` (>= 0)."""
 
     limit: int = Field(DEFAULT_SIZE, ge=1, le=MAX_SIZE, description="Items to return.")
-    offset: int = Field(0, ge=0, description="Items to skip.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Items to skip.")
 
     @classmethod
     def configure(
@@ -267,6 +272,8 @@ def _encode_value(value: Any) -> list[Any]:
     # Tagged so that decoding restores the exact type; bool before int (bool is an int).
     if value is None:
         return ["n"]
+    if isinstance(value, enum.Enum):
+        return ["e", _encode_value(value.value)]
     if isinstance(value, bool):
         return ["b", value]
     if isinstance(value, int):
@@ -302,12 +309,23 @@ def _bad() -> Any:
     raise ValueError("bad value")
 
 
+class _EnumValue:
+    """An enum member's value from a cursor, turned back into the member by `_typed`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def _decode_value(item: Any) -> Any:
     if not isinstance(item, list) or not item or not isinstance(item[0], str):
         raise ValueError("bad value")
     tag = item[0]
     if tag == "n" and len(item) == 1:
         return None
+    if tag == "e" and len(item) == 2:
+        return _EnumValue(_decode_value(item[1]))
     decoder = _DECODERS.get(tag)
     if decoder is None or len(item) != 2:
         raise ValueError("bad value")
@@ -361,7 +379,7 @@ def decode_cursor(
         if not signature or not hmac.compare_digest(_b64decode(signature), expected):
             raise InvalidCursor("Invalid cursor: the signature does not match.")
     elif signature:
-        raise InvalidCursor("Invalid cursor: not base64url.")
+        raise InvalidCursor("Invalid cursor: it is signed, but this endpoint does not sign them.")
     try:
         data = json.loads(_b64decode(token))
     except (UnicodeDecodeError, ValueError):
@@ -379,9 +397,23 @@ def decode_cursor(
     if types is not None:
         if len(values) != len(types):
             raise InvalidCursor("Invalid cursor: it was made for another sort order; start over.")
-        if not all(_type_ok(v, t) for v, t in zip(values, types, strict=True)):
-            raise InvalidCursor("Invalid cursor: a value has the wrong type.")
+        values = [_typed(v, t) for v, t in zip(values, types, strict=True)]
+    elif any(isinstance(v, _EnumValue) for v in values):
+        values = [v.value if isinstance(v, _EnumValue) else v for v in values]
     return values, data["d"] == "p"
+
+
+def _typed(value: Any, expected: type | None) -> Any:
+    if isinstance(value, _EnumValue):
+        if expected is None or not issubclass(expected, enum.Enum):
+            raise InvalidCursor("Invalid cursor: a value has the wrong type.")
+        try:
+            return expected(value.value)
+        except ValueError:
+            raise InvalidCursor("Invalid cursor: a value has the wrong type.") from None
+    if not _type_ok(value, expected):
+        raise InvalidCursor("Invalid cursor: a value has the wrong type.")
+    return value
 
 
 def _type_ok(value: Any, expected: type | None) -> bool:
@@ -537,5 +569,9 @@ def paginate(
     if transformer is not None:
         items = transformer(items)
     if isinstance(params, PageParams):
-        return Page[Any].create(items, len(sequence), params)
-    return LimitOffsetPage[Any].create(items, len(sequence), params)
+        return _PAGE.create(items, len(sequence), params)
+    return _LIMIT_OFFSET_PAGE.create(items, len(sequence), params)
+
+
+_PAGE = Page[Any]
+_LIMIT_OFFSET_PAGE = LimitOffsetPage[Any]

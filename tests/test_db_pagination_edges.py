@@ -1,0 +1,121 @@
+"""Edge cases of keyset pagination found in review: custom types, enums, renamed keys."""
+
+import asyncio
+import datetime as dt
+import enum
+from typing import Any
+
+import pytest
+from sqlalchemy import Enum, ForeignKey, Integer, String, select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from fastkit.db import Database, apaginate
+from fastkit.pagination import CursorParams, InvalidCursor
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Color(enum.Enum):
+    red = "red"
+    green = "green"
+    blue = "blue"
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    # The attribute and the column have different names.
+    ident: Mapped[int] = mapped_column("thing_id", Integer, primary_key=True)
+    color: Mapped[Color] = mapped_column(Enum(Color))
+    # Stored as ISO text with a "T": values must be bound with the column's own type.
+    seen: Mapped[dt.datetime] = mapped_column(
+        sqlite.DATETIME(
+            storage_format="%(year)04d-%(month)02d-%(day)02dT%(hour)02d:%(minute)02d:%(second)02d",
+            regexp=r"(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)",
+        )
+    )
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thing_id: Mapped[int] = mapped_column(ForeignKey("things.thing_id"))
+    label: Mapped[str] = mapped_column(String(20))
+
+
+def walk(db: Database, stmt: Any, size: int = 4) -> list[Any]:
+    async def run() -> list[Any]:
+        seen: list[Any] = []
+        try:
+            async with db.session_scope() as session:
+                cursor = None
+                for _ in range(100):  # bounded: a broken walk must not loop forever
+                    page = await apaginate(session, stmt, CursorParams(cursor=cursor, size=size))
+                    seen += page.items
+                    if page.next_cursor is None:
+                        return seen
+                    cursor = page.next_cursor
+                raise AssertionError("the cursor walk did not end")
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def db(tmp_path: Any) -> Database:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'edges.db'}")
+
+    async def seed() -> None:
+        await database.create_all(Base.metadata)
+        async with database.session_scope() as session:
+            start = dt.datetime(2026, 1, 1)
+            for i in range(1, 14):
+                session.add(
+                    Thing(ident=i, color=list(Color)[i % 3], seen=start + dt.timedelta(hours=i % 5))
+                )
+            await session.flush()  # no relationship(): the parents must exist first
+            session.add_all(Tag(id=i, thing_id=i, label=f"t{i}") for i in range(1, 14))
+        await database.dispose()
+
+    asyncio.run(seed())
+    return database
+
+
+def test_custom_stored_type_walks_once(db: Database) -> None:
+    things = walk(db, select(Thing).order_by(Thing.seen))
+    keys = [(t.seen, t.ident) for t in things]
+    assert keys == sorted(keys)
+    assert len(things) == 13
+
+
+def test_enum_sort_key_and_renamed_primary_key(db: Database) -> None:
+    things = walk(db, select(Thing).order_by(Thing.color.desc()))
+    assert len({t.ident for t in things}) == 13
+    # Enum sorts by its stored name in the database; the tie-breaker is the renamed key.
+    stored = [(t.color.name, t.ident) for t in things]
+    assert [c for c, _ in stored] == sorted((c for c, _ in stored), reverse=True)
+
+
+def test_multi_entity_select_items_have_no_internal_columns(db: Database) -> None:
+    items = walk(db, select(Thing.ident, Tag.label).join(Tag).order_by(Thing.ident))
+    assert items[0] == {"ident": 1, "label": "t1"}
+    assert all(set(item) == {"ident", "label"} for item in items)
+
+
+def test_enum_cursor_value_must_be_a_member(db: Database) -> None:
+    from fastkit.pagination import encode_cursor
+
+    async def run() -> None:
+        try:
+            async with db.session_scope() as session:
+                stmt = select(Thing).order_by(Thing.color)
+                bad = encode_cursor(["purple", 1], "color,ident")
+                with pytest.raises(InvalidCursor):
+                    await apaginate(session, stmt, CursorParams(cursor=bad))
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
