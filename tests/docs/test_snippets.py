@@ -61,6 +61,10 @@ SNIPPET_NAMES = [
     "database_typed",
     "database_background",
     "database_sync",
+    # pagination.md (tested in test_snippets_pagination.py)
+    "pagination_memory",
+    "pagination_sql",
+    "pagination_signed",
 ]
 PROBLEM_JSON = "application/problem+json"
 
