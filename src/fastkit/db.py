@@ -39,6 +39,7 @@ from sqlalchemy.sql.elements import UnaryExpression  # noqa: E402
 from fastkit.pagination import (  # noqa: E402
     CursorPage,
     CursorParams,
+    InvalidCursor,
     LimitOffsetPage,
     LimitOffsetParams,
     Page,
@@ -463,6 +464,8 @@ class SyncDatabase:
 # --- pagination of SQLAlchemy queries ------------------------------------------------------
 
 _KEY_LABEL = "_fastkit_key_{}"
+# What binding an out-of-range cursor value raises, depending on the driver.
+_CURSOR_VALUE_ERRORS = (exc.DataError, exc.StatementError, OverflowError, UnicodeEncodeError)
 # Parametrized once: subscripting a generic model on every page costs tens of microseconds.
 _PAGE = Page[Any]
 _LIMIT_OFFSET_PAGE = LimitOffsetPage[Any]
@@ -567,6 +570,13 @@ class _Plan:
         self, stmt: Select[Any], params: CursorParams, descriptions: Sequence[Mapping[str, Any]]
     ) -> None:
         stmt, self.keys = _with_tie_breaker(stmt, descriptions)
+        for column, _ in self.keys:
+            # A keyset cannot compare NULLs: rows would be skipped without a word.
+            if getattr(getattr(column, "expression", column), "nullable", False) is True:
+                raise ValueError(
+                    f"Cursor pagination needs NOT NULL sort keys; {_key_name(column)!r} is "
+                    "nullable. Sort by non-nullable columns."
+                )
         self.signature = ",".join(("-" if d else "") + _key_name(c) for c, d in self.keys)
         self.secret = type(params).cursor_secret
         if params.cursor is not None:
@@ -583,6 +593,11 @@ class _Plan:
             query = query.where(_keyset_condition(effective, self.values))
         labels = [c.label(_KEY_LABEL.format(i)) for i, (c, _) in enumerate(self.keys)]
         self.query = query.add_columns(*labels).limit(params.size + 1)
+
+    def bad_cursor_value(self, error: BaseException) -> None:
+        """A cursor value the database cannot bind (too large for the column...): 400."""
+        if self.values is not None:
+            raise InvalidCursor("Invalid cursor: a value is out of range.") from error
 
     def _item(self, row: Row[Any]) -> Any:
         if self.single:
@@ -613,6 +628,11 @@ class _Plan:
         def cursor(values: list[Any] | None, backward: bool) -> str | None:
             if values is None:
                 return None
+            if any(v is None for v in values):
+                raise ValueError(
+                    "Cursor pagination needs NOT NULL sort keys; a row has NULL in "
+                    f"{self.signature!r}. Sort by non-nullable columns."
+                )
             return encode_cursor(values, self.signature, backward=backward, secret=self.secret)
 
         if self.backward:
@@ -666,7 +686,11 @@ async def apaginate(
     total = None
     if plan.count is not None:
         total = int(await session.scalar(plan.count) or 0)
-    rows = (await session.execute(plan.query)).all()
+    try:
+        rows = (await session.execute(plan.query)).all()
+    except _CURSOR_VALUE_ERRORS as error:
+        plan.bad_cursor_value(error)
+        raise
     return plan.page(rows, total, transformer)
 
 
@@ -683,5 +707,9 @@ def paginate(
     total = None
     if plan.count is not None:
         total = int(session.scalar(plan.count) or 0)
-    rows = session.execute(plan.query).all()
+    try:
+        rows = session.execute(plan.query).all()
+    except _CURSOR_VALUE_ERRORS as error:
+        plan.bad_cursor_value(error)
+        raise
     return plan.page(rows, total, transformer)

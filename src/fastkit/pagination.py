@@ -295,9 +295,9 @@ def _encode_value(value: Any) -> list[Any]:
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "b": lambda v: v if isinstance(v, bool) else _bad(),
-    "i": lambda v: v if type(v) is int else _bad(),
+    "i": lambda v: v if type(v) is int and -(2**63) <= v < 2**63 else _bad(),
     "f": lambda v: float(v) if type(v) in (int, float) else _bad(),
-    "s": lambda v: v if isinstance(v, str) else _bad(),
+    "s": lambda v: _text(v),
     "dt": lambda v: dt.datetime.fromisoformat(v) if isinstance(v, str) else _bad(),
     "d": lambda v: dt.date.fromisoformat(v) if isinstance(v, str) else _bad(),
     "u": lambda v: uuid.UUID(hex=v) if isinstance(v, str) else _bad(),
@@ -307,6 +307,14 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 
 def _bad() -> Any:
     raise ValueError("bad value")
+
+
+def _text(value: Any) -> str:
+    # Text a database driver can bind: no NUL (PostgreSQL refuses it), no lone surrogates.
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError("bad value")
+    value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
+    return value
 
 
 class _EnumValue:
@@ -382,7 +390,7 @@ def decode_cursor(
         raise InvalidCursor("Invalid cursor: it is signed, but this endpoint does not sign them.")
     try:
         data = json.loads(_b64decode(token))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidCursor("Invalid cursor: cannot be read.") from None
     if not isinstance(data, dict) or set(data) != {"k", "o", "d"}:
         raise InvalidCursor("Invalid cursor: cannot be read.")
@@ -417,7 +425,9 @@ def _typed(value: Any, expected: type | None) -> Any:
 
 
 def _type_ok(value: Any, expected: type | None) -> bool:
-    if expected is None or value is None:
+    if value is None:
+        return False  # sort keys are NOT NULL (keyset conditions cannot compare NULLs)
+    if expected is None:
         return True
     if expected is float:
         return type(value) in (int, float)
@@ -510,6 +520,8 @@ class SortParams(_QueryModel):
         """
         if not fields:
             raise ValueError("allow() needs at least one field name, e.g. allow('created_at').")
+        if len(set(fields)) != len(fields):
+            raise ValueError(f"allow() lists a field twice: {list(fields)}; list each once.")
         for field in fields:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field):
                 raise ValueError(f"Sort field {field!r} must be an identifier, e.g. 'created_at'.")
