@@ -65,6 +65,10 @@ SNIPPET_NAMES = [
     "pagination_memory",
     "pagination_sql",
     "pagination_signed",
+    # auth.md (tested in test_snippets_auth.py)
+    "auth_app",
+    "auth_keys",
+    "auth_redis",
 ]
 PROBLEM_JSON = "application/problem+json"
 

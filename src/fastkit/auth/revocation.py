@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import time
 from typing import Any, Protocol, runtime_checkable
 
@@ -105,7 +106,7 @@ class RedisRevocationStore:
         self.prefix = prefix
 
     async def revoke(self, jti: str, expires_at: int) -> bool:
-        ttl = max(1, int(expires_at - time.time()))
+        ttl = max(1, math.ceil(expires_at - time.time()))  # never shorter than the token
         try:
             created = await self.client.set(self.prefix + jti, b"1", ex=ttl, nx=True)
         except self._errors as error:

@@ -9,14 +9,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Annotated, Any, TypeVar, cast
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from fastkit.auth.dependencies import JWTAuth, _invalid
 from fastkit.auth.tokens import TokenClaims, TokenError
-from fastkit.errors import Unauthorized
+from fastkit.errors import Forbidden, Unauthorized
 from fastkit.responses import Envelope, ok
 
 __all__ = ["RefreshRequest", "TokenResponse", "auth_router"]
@@ -44,6 +44,12 @@ class RefreshRequest(BaseModel):
 
 class LogoutRequest(BaseModel):
     refresh_token: str | None = Field(None, max_length=8192)
+
+
+def _no_store(response: Response) -> None:
+    # Tokens must not be cached by browsers or proxies (RFC 6749 section 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 def _default_subject(user: Any) -> str:
@@ -110,16 +116,22 @@ def auth_router(
         )
 
     @router.post("/token", response_model=TokenResponse)
-    async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenResponse:
+    async def login(
+        form: Annotated[OAuth2PasswordRequestForm, Depends()], response: Response
+    ) -> TokenResponse:
+        _no_store(response)
         user = await call_authenticate(form.username, form.password)
         if user is None:
             raise Unauthorized(WRONG_CREDENTIALS)
+        if auth.is_active is not None and not auth.is_active(user):
+            raise Forbidden("Inactive user")
         allowed = set(user_scopes(user)) if user_scopes is not None else set()
         granted = [s for s in form.scopes if s in allowed] if form.scopes else allowed
         return issue(subject(user), granted, None)
 
     @router.post("/refresh", response_model=TokenResponse)
-    async def refresh(body: Annotated[RefreshRequest, Body()]) -> TokenResponse:
+    async def refresh(body: Annotated[RefreshRequest, Body()], response: Response) -> TokenResponse:
+        _no_store(response)
         try:
             claims = tokens.decode(body.refresh_token, expected_type="refresh")
         except TokenError as error:
@@ -127,7 +139,7 @@ def auth_router(
         # Not auth.verify(): a token already used must reach the reuse check below.
         if claims.fam is None or await auth.revocation.is_revoked(f"fam:{claims.fam}"):
             raise _invalid("revoked")
-        if not await auth.revocation.revoke(claims.jti, claims.exp):
+        if not await auth.revocation.revoke(claims.jti, claims.exp + int(tokens.leeway) + 1):
             # Used before: someone replays a rotated token. End the whole login.
             await auth.revocation.revoke(f"fam:{claims.fam}", int(time.time()) + tokens.refresh_ttl)
             logger.warning("Refresh token reuse detected for subject %s", claims.sub)
@@ -140,7 +152,7 @@ def auth_router(
         claims: Annotated[TokenClaims, Depends(auth.claims)],
         body: Annotated[LogoutRequest | None, Body()] = None,
     ) -> Envelope[None]:
-        await auth.revocation.revoke(claims.jti, claims.exp)
+        await auth.revocation.revoke(claims.jti, claims.exp + int(tokens.leeway) + 1)
         if claims.fam:
             await auth.revocation.revoke(f"fam:{claims.fam}", int(time.time()) + tokens.refresh_ttl)
         if body is not None and body.refresh_token:
@@ -149,9 +161,11 @@ def auth_router(
             except TokenError:
                 other = None
             if other is not None and other.sub == claims.sub:
-                await auth.revocation.revoke(other.jti, other.exp)
+                await auth.revocation.revoke(other.jti, other.exp + int(tokens.leeway) + 1)
                 if other.fam:
-                    await auth.revocation.revoke(f"fam:{other.fam}", other.exp)
+                    await auth.revocation.revoke(
+                        f"fam:{other.fam}", int(time.time()) + tokens.refresh_ttl
+                    )
         return ok(None, message="Logged out")
 
     return router

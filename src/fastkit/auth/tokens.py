@@ -84,9 +84,11 @@ class JWTKey:
         if algorithm not in _HMAC:
             raise ValueError(f"HMAC algorithm must be one of {_HMAC}, got {algorithm!r}.")
         raw = secret.encode() if isinstance(secret, str) else secret
-        if len(raw) < 32:
+        minimum = {"HS256": 32, "HS384": 48, "HS512": 64}[algorithm]  # RFC 7518 3.2
+        if len(raw) < minimum:
             raise ValueError(
-                "The HS secret must be at least 32 bytes; generate one with secrets.token_hex(32)."
+                f"The {algorithm} secret must be at least {minimum} bytes; generate one with "
+                f"secrets.token_hex({minimum})."
             )
         return cls(kid, algorithm, raw, raw)
 
@@ -171,7 +173,7 @@ class TokenService:
         leeway: int | float = 0,
     ) -> None:
         given = sum(x is not None for x in (secret, public_key)) + (1 if keys else 0)
-        if given != 1:
+        if given != 1 or (private_key is not None and public_key is None):
             raise ValueError(
                 "Give exactly one of secret=, public_key= (with private_key=) or keys=."
             )
@@ -266,7 +268,8 @@ class TokenService:
     def _key_for(self, token: str) -> JWTKey:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except (jwt.InvalidTokenError, ValueError):
+            # Bad base64/JSON, an invalid kid or crit header: all malformed.
             raise TokenError("malformed") from None
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm.lower() == "none":
@@ -291,7 +294,7 @@ class TokenService:
         Raises:
             TokenError: With a ``reason`` (see `TokenError`), whatever is wrong.
         """
-        if not isinstance(token, str) or not token or len(token) > 8192:
+        if not isinstance(token, str) or not token or len(token) > 8192 or not token.isascii():
             raise TokenError("malformed")
         key = self._key_for(token)
         try:

@@ -1,0 +1,253 @@
+"""fastkit.auth.revocation: in memory always, against real Redis when its URL is set.
+
+With ``FASTKIT_TEST_REDIS_URL`` set, an unreachable server fails the Redis tests (they never
+skip); without it they skip with a reason. Each Redis test uses its own key prefix and deletes
+its keys afterwards. Redis clients belong to the event loop that opened their connections:
+each test opens and closes its clients in one loop (the test's, or its TestClient portal's).
+
+No ``from __future__ import annotations``: see ``tests/auth/support.py``.
+"""
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import pytest
+import redis
+import redis.asyncio
+from fastapi.testclient import TestClient
+
+import fastkit.auth.revocation as revocation_module
+from fastkit import ServiceUnavailable
+from fastkit.auth import MemoryRevocationStore, RedisRevocationStore, RevocationStore
+from tests.auth.support import INVALID_TOKEN, INVALID_TOKEN_CHALLENGE, bearer, build_app
+
+REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
+NO_REDIS = "FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+UNAVAILABLE = {"code": 503, "message": "Token revocation check unavailable", "data": None}
+
+
+def soon() -> int:
+    """An expiry between 0.2 and 1.2 seconds away (exp claims are whole seconds)."""
+    now = time.time()
+    return int(now) + (1 if now % 1 < 0.8 else 2)
+
+
+# --- MemoryRevocationStore ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_memory_revoke_is_true_once_then_false() -> None:
+    store = MemoryRevocationStore()
+    expires_at = int(time.time()) + 60
+    assert await store.revoke("jti-1", expires_at) is True
+    assert await store.revoke("jti-1", expires_at) is False
+    assert await store.revoke("jti-1", expires_at + 60) is False
+    assert await store.revoke("jti-2", expires_at) is True
+    assert len(store) == 2
+
+
+@pytest.mark.anyio
+async def test_memory_is_revoked_is_true_if_any_id_is() -> None:
+    store = MemoryRevocationStore()
+    await store.revoke("fam:f1", int(time.time()) + 60)
+    assert await store.is_revoked("fam:f1") is True
+    assert await store.is_revoked("jti-x", "fam:f1") is True
+    assert await store.is_revoked("fam:f1", "jti-x") is True
+    assert await store.is_revoked("jti-x", "fam:f2") is False
+    assert await store.is_revoked() is False
+
+
+@pytest.mark.anyio
+async def test_memory_entries_are_forgotten_once_the_token_expires() -> None:
+    store = MemoryRevocationStore()
+    expires_at = soon()
+    assert await store.revoke("short-lived", expires_at) is True
+    assert await store.revoke("long-lived", expires_at + 60) is True
+    assert await store.is_revoked("short-lived") is True
+
+    await anyio.sleep(expires_at - time.time() + 0.05)
+
+    assert await store.is_revoked("short-lived") is False
+    assert await store.is_revoked("long-lived") is True
+    assert len(store) == 1
+
+
+def test_stores_satisfy_the_protocol() -> None:
+    assert isinstance(MemoryRevocationStore(), RevocationStore)
+    assert isinstance(RedisRevocationStore(client=object()), RevocationStore)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({}, id="neither"),
+        pytest.param({"url": DEAD_REDIS_URL, "client": object()}, id="both"),
+    ],
+)
+def test_redis_store_needs_url_or_client(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="either url= or client="):
+        RedisRevocationStore(**kwargs)
+
+
+# --- fail closed -------------------------------------------------------------------------
+
+
+def test_unreachable_redis_fails_closed_with_503(caplog: pytest.LogCaptureFixture) -> None:
+    store = RedisRevocationStore(DEAD_REDIS_URL, timeout=0.2)
+    kit = build_app(revocation=store)
+    access = kit.tokens.create_access_token("1", scopes=["items:read"], family="fam-1")
+    refresh = kit.tokens.create_refresh_token("1", family="fam-1")
+    with TestClient(kit.app) as client:
+        try:
+            responses = {
+                "current_user": client.get("/me", headers=bearer(access)),
+                "claims": client.get("/claims", headers=bearer(access)),
+                "scoped": client.get("/items", headers=bearer(access)),
+                "optional_user": client.get("/maybe", headers=bearer(access)),
+                "refresh": client.post("/auth/refresh", json={"refresh_token": refresh}),
+                "logout": client.post("/auth/logout", headers=bearer(access)),
+            }
+        finally:
+            assert client.portal is not None
+            client.portal.call(store.aclose)
+    for name, response in responses.items():
+        assert (name, response.status_code, response.json()) == (name, 503, UNAVAILABLE)
+    errors = [r for r in caplog.records if r.name == "fastkit.auth" and r.levelname == "ERROR"]
+    assert errors
+    assert all("Redis unreachable" in r.getMessage() for r in errors)
+
+
+@pytest.mark.anyio
+async def test_unreachable_redis_raises_service_unavailable() -> None:
+    store = RedisRevocationStore(DEAD_REDIS_URL, timeout=0.2)
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await store.is_revoked("jti")
+        with pytest.raises(ServiceUnavailable):
+            await store.revoke("jti", int(time.time()) + 60)
+    finally:
+        await store.aclose()
+
+
+# --- RedisRevocationStore against a real server ------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    if not REDIS_URL:
+        pytest.skip(NO_REDIS)
+    prefix = f"fastkit-test:{uuid.uuid4().hex}:"
+    yield prefix
+    # No try/skip around the server: with the URL set, an unreachable server must fail.
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        leftovers = list(client.scan_iter(match=f"{prefix}*"))
+        if leftovers:
+            client.delete(*leftovers)
+        assert list(client.scan_iter(match=f"{prefix}*")) == []
+    finally:
+        client.close()
+
+
+@pytest.mark.anyio
+async def test_redis_revoke_and_is_revoked(redis_prefix: str) -> None:
+    assert REDIS_URL is not None
+    store = RedisRevocationStore(REDIS_URL, prefix=redis_prefix)
+    try:
+        expires_at = int(time.time()) + 100
+        assert await store.revoke("jti-1", expires_at) is True
+        assert await store.revoke("jti-1", expires_at) is False
+        assert await store.is_revoked("jti-1") is True
+        assert await store.is_revoked("jti-x", "jti-1") is True
+        assert await store.is_revoked("jti-x", "fam:other") is False
+        assert await store.is_revoked() is False
+
+        key = f"{redis_prefix}jti-1"
+        assert await store.client.keys(f"{redis_prefix}*") == [key.encode()]
+        assert 98 <= await store.client.ttl(key) <= 100  # forgotten when the token expires
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_redis_store_with_a_ready_client(redis_prefix: str) -> None:
+    assert REDIS_URL is not None
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    store = RedisRevocationStore(client=client, prefix=redis_prefix)
+    try:
+        assert await store.revoke("jti-1", int(time.time()) + 60) is True
+        assert await client.exists(f"{redis_prefix}jti-1") == 1
+        assert await store.is_revoked("jti-1") is True
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_redis_entries_expire(redis_prefix: str) -> None:
+    assert REDIS_URL is not None
+    store = RedisRevocationStore(REDIS_URL, prefix=redis_prefix)
+    try:
+        expires_at = soon()
+        assert await store.revoke("short-lived", expires_at) is True
+        assert await store.is_revoked("short-lived") is True
+        await anyio.sleep(expires_at - time.time() + 1.05)  # Redis TTLs are whole seconds
+        assert await store.is_revoked("short-lived") is False
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_redis_revocation_lasts_as_long_as_the_token(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert REDIS_URL is not None
+    # Half past a second, so that the token has 9.5 s left: a 9 s TTL would free it early.
+    now = int(time.time()) + 0.5
+    monkeypatch.setattr(revocation_module, "time", SimpleNamespace(time=lambda: now))
+    store = RedisRevocationStore(REDIS_URL, prefix=redis_prefix)
+    try:
+        await store.revoke("jti-1", int(now) + 10)
+        assert await store.client.ttl(f"{redis_prefix}jti-1") >= 10
+    finally:
+        await store.aclose()
+
+
+def test_two_apps_sharing_redis_share_revocations(redis_prefix: str) -> None:
+    """Two workers (own TokenService, own store, own event loop) and one Redis."""
+    assert REDIS_URL is not None
+    store_a = RedisRevocationStore(REDIS_URL, prefix=redis_prefix)
+    store_b = RedisRevocationStore(REDIS_URL, prefix=redis_prefix)
+    app_a, app_b = build_app(revocation=store_a), build_app(revocation=store_b)
+    with TestClient(app_a.app) as a, TestClient(app_b.app) as b:
+        try:
+            token = app_a.login(a)
+            assert b.get("/me", headers=bearer(token["access_token"])).status_code == 200
+
+            assert a.post("/auth/logout", headers=bearer(token["access_token"])).status_code == 200
+
+            refused = b.get("/me", headers=bearer(token["access_token"]))
+            assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+            assert refused.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE
+            again = b.post("/auth/refresh", json={"refresh_token": token["refresh_token"]})
+            assert again.status_code == 401
+
+            # Reuse detection across workers: rotate on B, replay the old token on A.
+            login = app_a.login(a)
+            rotated = b.post("/auth/refresh", json={"refresh_token": login["refresh_token"]})
+            assert rotated.status_code == 200
+            replay = a.post("/auth/refresh", json={"refresh_token": login["refresh_token"]})
+            assert replay.status_code == 401
+            new_access = rotated.json()["access_token"]
+            assert b.get("/me", headers=bearer(new_access)).status_code == 401
+        finally:
+            assert a.portal is not None
+            assert b.portal is not None
+            a.portal.call(store_a.aclose)
+            b.portal.call(store_b.aclose)
