@@ -1,0 +1,150 @@
+"""Fan-out between worker processes: in memory for one process, Redis pub/sub for many."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
+
+from fastkit._compat import require
+
+__all__ = ["Broker", "Deliver", "MemoryBroker", "RedisBroker"]
+
+logger = logging.getLogger("fastkit.websocket")
+
+Deliver = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Carries the manager's JSON messages to every process's manager (itself included)."""
+
+    async def start(self, deliver: Deliver) -> None:
+        """Begin delivering every published message to ``deliver``."""
+        ...
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """Send ``message`` to every subscribed process; never raises for an outage."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop delivering and release connections."""
+        ...
+
+
+class MemoryBroker:
+    """One process: a published message is delivered right away to this process only."""
+
+    def __init__(self) -> None:
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        if self._deliver is not None:
+            await self._deliver(message)
+
+    async def stop(self) -> None:
+        self._deliver = None
+
+
+class RedisBroker:
+    """Redis pub/sub: every worker delivers each message to its own local connections.
+
+    Delivery is at-most-once: while Redis is unreachable, published messages are dropped
+    and logged (``fastkit.websocket`` at WARNING); the subscriber reconnects with
+    exponential backoff (0.1 s up to ``max_backoff``) and resubscribes. Nothing raises into
+    your handlers.
+
+    Args:
+        url: ``redis://host:6379/0``.
+        client: A ready ``redis.asyncio.Redis`` instead of ``url``.
+        channel: The pub/sub channel shared by the workers of one app.
+        max_backoff: Longest wait between reconnection attempts, in seconds.
+
+    Raises:
+        ValueError: If neither or both of ``url`` and ``client`` are given.
+        MissingDependencyError: Without the ``redis`` extra.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        channel: str = "fastkit:websocket",
+        max_backoff: float = 5.0,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ValueError("Give either url= or client= to RedisBroker.")
+        redis = require("redis.asyncio", "redis")
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.client = client if client is not None else redis.from_url(url)
+        self.channel = channel
+        self.max_backoff = max_backoff
+        self._task: asyncio.Task[None] | None = None
+        self._deliver: Deliver | None = None
+        self.subscribed = asyncio.Event()
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="fastkit-redis-broker")
+        # Wait (briefly) for the first subscription so early broadcasts are not missed.
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), 5.0)
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        try:
+            await self.client.publish(self.channel, json.dumps(message, separators=(",", ":")))
+        except self._errors as error:
+            logger.warning("Redis unreachable: websocket message dropped (%r)", error)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.subscribed.set()
+                backoff = 0.1
+                async for item in pubsub.listen():
+                    await self._handle(item)
+            except asyncio.CancelledError:
+                raise
+            except self._errors as error:
+                self.subscribed.clear()
+                logger.warning("Redis subscription lost (%r); retrying in %.1fs", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _handle(self, item: dict[str, Any]) -> None:
+        if item.get("type") != "message" or self._deliver is None:
+            return
+        try:
+            message = json.loads(item["data"])
+        except (ValueError, TypeError):
+            logger.warning("Ignoring a malformed message on %s", self.channel)
+            return
+        if isinstance(message, dict):
+            try:
+                await self._deliver(message)
+            except Exception:  # one bad delivery must not end the subscription
+                logger.exception("Websocket delivery failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self.subscribed.clear()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
