@@ -82,10 +82,14 @@ def test_login_as_swagger_ui_posts_it(kit: AuthApp, client: TestClient) -> None:
     assert client.post("/items", headers=bearer(token["access_token"])).status_code == 200
 
 
-def test_token_response_is_not_cacheable(kit: AuthApp, client: TestClient) -> None:
-    response = client.post("/auth/token", data=swagger_form("alice", "alice-password"))
-    assert response.headers["cache-control"] == "no-store"
-    assert response.headers["pragma"] == "no-cache"
+def test_token_responses_are_not_cacheable(kit: AuthApp, client: TestClient) -> None:
+    # RFC 6749 5.1: responses carrying tokens say Cache-Control: no-store.
+    login = client.post("/auth/token", data=swagger_form("alice", "alice-password"))
+    rotated = refresh(client, login.json()["refresh_token"])
+    for response in (login, rotated):
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["pragma"] == "no-cache"
 
 
 @pytest.mark.parametrize(
@@ -123,6 +127,19 @@ def test_wrong_password_and_unknown_user_get_the_same_401(client: TestClient) ->
         assert response.json() == WRONG_CREDENTIALS
         assert response.headers["www-authenticate"] == "Bearer"
     assert wrong_password.content == unknown_user.content
+
+
+def test_inactive_user_gets_no_tokens(client: TestClient) -> None:
+    response = client.post("/auth/token", data=swagger_form("carol", "carol-password"))
+    assert response.status_code == 403
+    assert response.json() == {"code": 403, "message": "Inactive user", "data": None}
+    assert "access_token" not in response.text
+
+
+def test_inactive_user_with_a_wrong_password_is_a_plain_401(client: TestClient) -> None:
+    # Only someone who knows the password learns that the account is disabled.
+    response = client.post("/auth/token", data=swagger_form("carol", "a-guess"))
+    assert (response.status_code, response.json()) == (401, WRONG_CREDENTIALS)
 
 
 def test_legacy_bcrypt_user_logs_in_and_is_moved_to_argon2(
@@ -296,6 +313,18 @@ def test_logout_within_the_leeway_revokes_the_token() -> None:
         assert client.get("/me", headers=bearer(token)).status_code == 200
         assert client.post("/auth/logout", headers=bearer(token)).status_code == 200
         assert_invalid_token(client.get("/me", headers=bearer(token)))
+
+
+def test_logout_outlasts_the_leeway_of_the_login_refresh_token() -> None:
+    # The login's refresh token is never used, so only the family revocation stops it; it
+    # must last as long as that token is accepted: exp + leeway.
+    kit = build_app(tokens=TokenService(secret=SECRET, access_ttl=1, refresh_ttl=1, leeway=30))
+    with TestClient(kit.app) as client:
+        token = kit.login(client)
+        assert client.post("/auth/logout", headers=bearer(token["access_token"])).status_code == 200
+        exp = kit.tokens.decode(token["refresh_token"], expected_type="refresh").exp
+        time.sleep(max(0.0, exp - time.time()) + 1.1)  # past exp, well within the leeway
+        assert_invalid_token(refresh(client, token["refresh_token"]))
 
 
 # --- /logout -----------------------------------------------------------------------------

@@ -95,6 +95,10 @@ def auth_router(
     router = APIRouter(prefix=prefix, tags=list(tags))
     tokens = auth.tokens
 
+    def family_deadline() -> int:
+        # Long enough to outlive any refresh token of the family, leeway included.
+        return int(time.time()) + tokens.refresh_ttl + int(tokens.leeway) + 1
+
     async def call_authenticate(username: str, password: str) -> U | None:
         if inspect.iscoroutinefunction(authenticate):
             result: Any = await authenticate(username, password)
@@ -141,7 +145,7 @@ def auth_router(
             raise _invalid("revoked")
         if not await auth.revocation.revoke(claims.jti, claims.exp + int(tokens.leeway) + 1):
             # Used before: someone replays a rotated token. End the whole login.
-            await auth.revocation.revoke(f"fam:{claims.fam}", int(time.time()) + tokens.refresh_ttl)
+            await auth.revocation.revoke(f"fam:{claims.fam}", family_deadline())
             logger.warning("Refresh token reuse detected for subject %s", claims.sub)
             raise _invalid("reused")
         await auth.load_user(claims)  # the user may have been deleted or disabled since
@@ -154,7 +158,7 @@ def auth_router(
     ) -> Envelope[None]:
         await auth.revocation.revoke(claims.jti, claims.exp + int(tokens.leeway) + 1)
         if claims.fam:
-            await auth.revocation.revoke(f"fam:{claims.fam}", int(time.time()) + tokens.refresh_ttl)
+            await auth.revocation.revoke(f"fam:{claims.fam}", family_deadline())
         if body is not None and body.refresh_token:
             try:
                 other = tokens.decode(body.refresh_token, expected_type="refresh")
@@ -163,9 +167,7 @@ def auth_router(
             if other is not None and other.sub == claims.sub:
                 await auth.revocation.revoke(other.jti, other.exp + int(tokens.leeway) + 1)
                 if other.fam:
-                    await auth.revocation.revoke(
-                        f"fam:{other.fam}", int(time.time()) + tokens.refresh_ttl
-                    )
+                    await auth.revocation.revoke(f"fam:{other.fam}", family_deadline())
         return ok(None, message="Logged out")
 
     return router
