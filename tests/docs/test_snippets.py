@@ -69,6 +69,10 @@ SNIPPET_NAMES = [
     "auth_app",
     "auth_keys",
     "auth_redis",
+    # websocket.md (tested in test_snippets_websocket.py)
+    "websocket_chat",
+    "websocket_auth",
+    "websocket_redis",
 ]
 PROBLEM_JSON = "application/problem+json"
 

@@ -65,6 +65,7 @@ class RedisBroker:
         client: A ready ``redis.asyncio.Redis`` instead of ``url``.
         channel: The pub/sub channel shared by the workers of one app.
         max_backoff: Longest wait between reconnection attempts, in seconds.
+        publish_timeout: Seconds a publish may take before the message is dropped.
 
     Raises:
         ValueError: If neither or both of ``url`` and ``client`` are given.
@@ -78,14 +79,18 @@ class RedisBroker:
         client: Any = None,
         channel: str = "fastkit:websocket",
         max_backoff: float = 5.0,
+        publish_timeout: float = 2.0,
     ) -> None:
         if (url is None) == (client is None):
             raise ValueError("Give either url= or client= to RedisBroker.")
         redis = require("redis.asyncio", "redis")
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._publish_errors = (*self._errors, TimeoutError, asyncio.TimeoutError)
+        self._owns_client = client is None
         self.client = client if client is not None else redis.from_url(url)
         self.channel = channel
         self.max_backoff = max_backoff
+        self.publish_timeout = publish_timeout
         self._task: asyncio.Task[None] | None = None
         self._deliver: Deliver | None = None
         self.subscribed = asyncio.Event()
@@ -95,13 +100,17 @@ class RedisBroker:
         if self._task is None:
             self._task = asyncio.create_task(self._listen(), name="fastkit-redis-broker")
         # Wait (briefly) for the first subscription so early broadcasts are not missed.
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+        try:
             await asyncio.wait_for(self.subscribed.wait(), 5.0)
+        except (TimeoutError, asyncio.TimeoutError):
+            logger.warning("Redis not subscribed after 5s; retrying in the background")
 
     async def publish(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"))
         try:
-            await self.client.publish(self.channel, json.dumps(message, separators=(",", ":")))
-        except self._errors as error:
+            # Bounded: a hung Redis must not hold up broadcast() either.
+            await asyncio.wait_for(self.client.publish(self.channel, data), self.publish_timeout)
+        except self._publish_errors as error:
             logger.warning("Redis unreachable: websocket message dropped (%r)", error)
 
     async def _listen(self) -> None:
@@ -114,6 +123,8 @@ class RedisBroker:
                 backoff = 0.1
                 async for item in pubsub.listen():
                     await self._handle(item)
+                self.subscribed.clear()  # ended without an error: resubscribe, not in a hot loop
+                await asyncio.sleep(backoff)
             except asyncio.CancelledError:
                 raise
             except self._errors as error:
@@ -146,5 +157,6 @@ class RedisBroker:
                 await self._task
             self._task = None
         self.subscribed.clear()
-        with contextlib.suppress(Exception):
-            await self.client.aclose()
+        if self._owns_client:  # a client passed in is the caller's to close
+            with contextlib.suppress(Exception):
+                await self.client.aclose()

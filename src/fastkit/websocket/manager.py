@@ -7,11 +7,13 @@ import base64
 import contextlib
 import json
 import logging
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fastkit.websocket.brokers import Broker, MemoryBroker
@@ -46,6 +48,19 @@ def _from_wire(payload: dict[str, Any]) -> Frame:
     if payload.get("kind") == "bytes":
         return "bytes", base64.b64decode(payload["value"])
     return "text", str(payload["value"])
+
+
+if sys.version_info >= (3, 11):
+
+    async def _with_timeout(awaitable: Awaitable[None], seconds: float) -> None:
+        # asyncio.timeout, unlike wait_for on 3.11, does not make a task per message.
+        async with asyncio.timeout(seconds):
+            await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _with_timeout(awaitable: Awaitable[None], seconds: float) -> None:
+        await asyncio.wait_for(awaitable, seconds)
 
 
 class Connection:
@@ -147,13 +162,14 @@ class ConnectionManager:
         Exit covers a normal return, a disconnect, an error and cancellation.
 
         Raises:
-            ValueError: If ``client_id`` is already connected to this process.
+            WebSocketException: (1008, before accept) if ``client_id`` is already connected
+                to this process.
         """
         await self.start()
         client_id = client_id or uuid.uuid4().hex
         if client_id in self._connections:
-            await websocket.close(code=CLOSE_TOO_SLOW, reason="client id already connected")
-            raise ValueError(f"Client id {client_id!r} is already connected; use a unique id.")
+            # Refused at the handshake, like a failed auth: FastAPI closes it with 1008.
+            raise WebSocketException(1008, reason="client id already connected")
         await websocket.accept(subprotocol=subprotocol)
         conn = Connection(websocket, client_id, self.queue_size)
         self._connections[client_id] = conn
@@ -257,7 +273,7 @@ class ConnectionManager:
                         coro = websocket.send_bytes(payload)  # type: ignore[arg-type]
                     else:
                         coro = websocket.send_text(payload)  # type: ignore[arg-type]
-                    await asyncio.wait_for(coro, self.send_timeout)
+                    await _with_timeout(coro, self.send_timeout)
                 except (TimeoutError, asyncio.TimeoutError):
                     logger.warning("Closing websocket %s: a send timed out", conn.id)
                     asyncio.get_running_loop().create_task(self._close(conn, CLOSE_SEND_TIMEOUT))

@@ -1,0 +1,53 @@
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, WebSocket
+
+from fastkit import setup
+from fastkit.auth import JWTAuth, TokenClaims, TokenService
+from fastkit.websocket import ConnectionManager, WebSocketAuth, websocket_token
+
+tokens = TokenService(
+    secret=os.environ.get("JWT_SECRET", "dev-only-secret-change-me-0123456789abcdef")
+)
+USERS = {"1": "alice", "2": "bob"}
+
+
+def load_user(claims: TokenClaims) -> str | None:
+    return USERS.get(claims.sub)
+
+
+auth = JWTAuth(tokens, user_loader=load_user)
+CurrentUser = Annotated[str, Depends(auth.current_user)]
+WSUser = Annotated[WebSocketAuth, Depends(websocket_token(auth))]
+manager = ConnectionManager()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await manager.start()
+    yield
+    await manager.stop()
+
+
+app = FastAPI(lifespan=lifespan)
+setup(app)
+
+
+@app.websocket("/ws")
+async def notifications(websocket: WebSocket, who: WSUser) -> None:
+    # The client id is the user id, so `manager.send("2", ...)` reaches bob.
+    async with manager.connect(
+        websocket, client_id=who.claims.sub, subprotocol=who.subprotocol
+    ) as conn:
+        await manager.send(conn.id, {"type": "hello", "user": who.user})
+        async for _ in manager.iter_json(conn):
+            pass  # this socket only receives
+
+
+@app.post("/users/{user_id}/poke", status_code=202)
+async def poke(user_id: str, user: CurrentUser) -> dict[str, bool]:
+    await manager.send(user_id, {"type": "poke", "from": user})
+    return {"online": user_id in manager.clients()}
