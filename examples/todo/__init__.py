@@ -1,0 +1,1 @@
+"""A small real service built from fastkit: users, JWT login, todos with pagination."""

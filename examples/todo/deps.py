@@ -1,0 +1,150 @@
+"""The shared pieces (database, hasher, tokens, auth), made once per app from the settings.
+
+`Services` is built by ``create_app(settings)`` and handed to each router's factory, so a
+test can build a fresh app with its own database and secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+
+from fastkit import Conflict
+from fastkit.auth import (
+    JWTAuth,
+    MemoryRevocationStore,
+    PasswordHasher,
+    RedisRevocationStore,
+    RevocationStore,
+    TokenClaims,
+    TokenService,
+)
+from fastkit.db import Database
+from fastkit.pagination import CursorParams, SortParams
+
+from .models import Todo, User
+from .settings import Settings
+
+logger = logging.getLogger("todo")
+
+SCOPES = {"todos:read": "Read your todos", "todos:write": "Create, edit and delete your todos"}
+NEW_USER_SCOPES = " ".join(SCOPES)
+
+# ?sort=-created_at, ?sort=done,title ... any other field is answered 422.
+TodoSort = SortParams.allow("created_at", "title", "done", default="-created_at")
+# The only names that reach SQL; Todo.id ends every ORDER BY as the tie-breaker.
+TODO_SORT_COLUMNS = {"created_at": Todo.created_at, "title": Todo.title, "done": Todo.done}
+
+
+class Services:
+    """Everything the routers share. ``await services.aclose()`` at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+        engine_kwargs: dict[str, Any] = {}
+        if settings.database_schema and settings.database_url.startswith("postgresql"):
+            engine_kwargs["connect_args"] = {
+                "server_settings": {"search_path": settings.database_schema}
+            }
+        self.db = Database(settings.database_url, **engine_kwargs)
+
+        self.hasher = PasswordHasher(
+            argon2__time_cost=settings.password_hash_time_cost,
+            argon2__memory_cost=settings.password_hash_memory_kib,
+        )
+
+        self.random_secret = settings.jwt_secret is None
+        secret = (
+            secrets.token_hex(32)
+            if settings.jwt_secret is None
+            else settings.jwt_secret.get_secret_value()
+        )
+        self.tokens = TokenService(
+            secret=secret,
+            issuer="fastkit-todo",
+            access_ttl=settings.access_token_minutes * 60,
+            refresh_ttl=settings.refresh_token_days * 86400,
+            leeway=5,
+        )
+        self.revocation: RevocationStore = (
+            RedisRevocationStore(settings.redis_url, prefix="todo:revoked:")
+            if settings.redis_url
+            else MemoryRevocationStore()
+        )
+        self.auth: JWTAuth[User] = JWTAuth(
+            self.tokens,
+            user_loader=self.load_user,
+            revocation=self.revocation,
+            scopes=SCOPES,
+            is_active=lambda user: user.is_active,
+        )
+        # Signed cursors: a client cannot forge one to read past the keys it was given.
+        # The key is derived from the JWT secret, so it is the same in every worker too.
+        cursor_secret = hashlib.sha256(b"todo-cursor:" + secret.encode()).hexdigest()
+        self.TodoCursor = CursorParams.configure(
+            default_size=20, max_size=100, secret=cursor_secret
+        )
+
+    async def load_user(self, claims: TokenClaims) -> User | None:
+        """The user a verified token names, or None if it was deleted (answered 401)."""
+        async with self.db.session_scope() as session:
+            return await session.get(User, int(claims.sub))
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        """The user for a login form, or None; as slow for unknown users as for known ones."""
+        async with self.db.session_scope() as session:
+            user = await session.scalar(select(User).where(User.username == username))
+            if user is None:
+                await self.hasher.adummy_verify()
+                return None
+            matches, new_hash = await self.hasher.averify_and_update(password, user.password_hash)
+            if not matches or not user.is_active:  # is_active is not checked at login
+                return None
+            if new_hash is not None:  # weaker settings or an old scheme: store the upgrade
+                user.password_hash = new_hash
+            return user
+
+    async def create_user(self, username: str, password: str) -> User | None:
+        """A new user with the usual scopes, or None if the username is taken."""
+        password_hash = await self.hasher.ahash(password)
+        try:
+            async with self.db.session_scope() as session:
+                user = User(username=username, password_hash=password_hash, scopes=NEW_USER_SCOPES)
+                session.add(user)
+        except Conflict:  # the unique username; another worker may have just made it
+            return None
+        return user
+
+    async def create_demo_user(self) -> None:
+        """On first start, a demo user to try the API with, its password in the log."""
+        username = self.settings.demo_username
+        if username is None:
+            return
+        async with self.db.session_scope() as session:
+            if await session.scalar(select(User.id).where(User.username == username)):
+                return
+        given = self.settings.demo_password
+        password = secrets.token_urlsafe(12) if given is None else given.get_secret_value()
+        if await self.create_user(username, password) is None:
+            return
+        shown = password if given is None else "(DEMO_PASSWORD)"
+        logger.info("Created the demo user: username %r, password %s", username, shown)
+
+    def warn_about_settings(self) -> None:
+        if self.random_secret:
+            logger.warning(
+                "JWT_SECRET is not set: using a random secret. Tokens stop working at restart "
+                "and other workers refuse them; set JWT_SECRET (at least 32 bytes) in production."
+            )
+        if self.settings.redis_url is None:
+            logger.info("REDIS_URL is not set: logouts are kept in this process only.")
+
+    async def aclose(self) -> None:
+        if isinstance(self.revocation, RedisRevocationStore):
+            await self.revocation.aclose()
+        await self.db.dispose()

@@ -1,0 +1,79 @@
+"""The todo service: ``uvicorn examples.todo.main:app`` (see README.md next to this file).
+
+``create_app(settings)`` builds an app; ``app`` is the one made from the environment.
+"""
+
+# No ``from __future__ import annotations``: /health is defined in create_app.
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from fastkit import EnvelopeRoute, RequestIDLogFilter, ServiceUnavailable, setup
+
+from .deps import Services
+from .models import Base
+from .routers import auth, todos, users
+from .schemas import Health
+from .settings import Settings
+
+
+def configure_logging(level: str) -> None:
+    """Print the app's and fastkit's records; uvicorn configures only its own loggers."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIDLogFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+    )
+    for name in ("todo", "fastkit"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:  # once, even with several apps in one process
+            logger.addHandler(handler)
+        logger.setLevel(level.upper())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A todo app for ``settings`` (default: read from the environment)."""
+    settings = settings if settings is not None else Settings()
+    services = Services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.log_level is not None:
+            configure_logging(settings.log_level)
+        services.warn_about_settings()
+        try:
+            # Creates missing tables: fine for a starter; use migrations (Alembic) later.
+            await services.db.create_all(Base.metadata)
+            await services.create_demo_user()
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="fastkit todo example",
+        description="Register, log in with **Authorize**, then manage your todos.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    setup(app)  # envelope errors, request id, access log, timing
+
+    health = APIRouter(tags=["health"], route_class=EnvelopeRoute)
+
+    @health.get("/health")
+    async def check_health() -> Health:
+        """200 when the database answers, 503 when not: for load balancers and probes."""
+        if not await services.db.ping(timeout=2.0):
+            raise ServiceUnavailable("Database unavailable", data={"database": False})
+        return Health(database=True)
+
+    app.include_router(auth.router(services))
+    app.include_router(users.router(services))
+    app.include_router(todos.router(services))
+    app.include_router(health)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""The app's routers, one file per resource; each is built from the app's `Services`."""

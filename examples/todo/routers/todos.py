@@ -1,0 +1,89 @@
+"""The signed-in user's todos: CRUD, numbered pages and cursor pages, sorted by a whitelist.
+
+Another user's todo is answered 404, as if it did not exist: a 403 would confirm its id.
+"""
+
+# No ``from __future__ import annotations``: the endpoints are defined in a function and
+# their annotations name its local variables, which FastAPI must evaluate.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fastkit import EnvelopeRoute, NotFound
+from fastkit.db import apaginate
+from fastkit.pagination import CursorPage, CursorParams, Page, PageParams, SortParams
+
+from ..deps import TODO_SORT_COLUMNS, Services, TodoSort
+from ..models import Todo, User
+from ..schemas import TodoCreate, TodoOut, TodoUpdate
+
+
+def router(services: Services) -> APIRouter:
+    Session = Annotated[AsyncSession, services.db.depends]  # db.Session, for type checkers
+    Reader = Annotated[User, services.auth.require_scopes("todos:read")]
+    Writer = Annotated[User, services.auth.require_scopes("todos:write")]
+    # Configured classes go in Depends(); the base class in the annotation is for type checkers.
+    Sort = Annotated[SortParams, Depends(TodoSort)]
+    Cursor = Annotated[CursorParams, Depends(services.TodoCursor)]
+    todos = APIRouter(prefix="/todos", tags=["todos"], route_class=EnvelopeRoute)
+
+    def owned(user: User, done: bool | None = None) -> Select[Any]:
+        stmt = select(Todo).where(Todo.owner_id == user.id)
+        return stmt if done is None else stmt.where(Todo.done == done)
+
+    async def get_owned(session: AsyncSession, user: User, todo_id: int) -> Todo:
+        todo: Todo | None = await session.scalar(owned(user).where(Todo.id == todo_id))
+        if todo is None:
+            raise NotFound("Todo not found")
+        return todo
+
+    @todos.get("")
+    async def list_todos(
+        user: Reader,
+        session: Session,
+        params: Annotated[PageParams, Depends()],
+        sort: Sort,
+        done: bool | None = None,
+    ) -> Page[TodoOut]:
+        """Numbered pages: ``?page=2&page_size=10&sort=title&done=false``."""
+        stmt = owned(user, done).order_by(*sort.order_by(TODO_SORT_COLUMNS), Todo.id)
+        return await apaginate(session, stmt, params)
+
+    @todos.get("/feed")
+    async def feed(
+        user: Reader, session: Session, params: Cursor, sort: Sort, done: bool | None = None
+    ) -> CursorPage[TodoOut]:
+        """Cursor pages: pass ``next_cursor`` back as ``?cursor=``, with the same ``sort``."""
+        stmt = owned(user, done).order_by(*sort.order_by(TODO_SORT_COLUMNS))  # + Todo.id
+        return await apaginate(session, stmt, params)
+
+    @todos.post("", status_code=201)
+    async def create_todo(body: TodoCreate, user: Writer, session: Session) -> TodoOut:
+        todo = Todo(owner_id=user.id, **body.model_dump())
+        session.add(todo)
+        await session.flush()  # assigns the id; the COMMIT runs before the 201 is sent
+        return TodoOut.model_validate(todo)
+
+    @todos.get("/{todo_id}")
+    async def read_todo(todo_id: int, user: Reader, session: Session) -> TodoOut:
+        return TodoOut.model_validate(await get_owned(session, user, todo_id))
+
+    @todos.patch("/{todo_id}")
+    async def update_todo(
+        todo_id: int, body: TodoUpdate, user: Writer, session: Session
+    ) -> TodoOut:
+        todo = await get_owned(session, user, todo_id)
+        for field, value in body.model_dump(exclude_unset=True).items():
+            if value is not None:  # "title": null changes nothing
+                setattr(todo, field, value)
+        await session.flush()
+        return TodoOut.model_validate(todo)
+
+    @todos.delete("/{todo_id}", status_code=204)
+    async def delete_todo(todo_id: int, user: Writer, session: Session) -> None:
+        await session.delete(await get_owned(session, user, todo_id))
+
+    return todos

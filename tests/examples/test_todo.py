@@ -1,0 +1,671 @@
+"""examples/todo in process: every endpoint, happy and unhappy, on a fresh app per test."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from sqlalchemy import update
+
+from examples.todo.main import create_app
+from examples.todo.models import User
+from examples.todo.settings import Settings
+from tests.examples.todo_support import (
+    DEMO_PASSWORD,
+    JWT_SECRET,
+    NO_POSTGRES,
+    NO_REDIS,
+    POSTGRES_URL,
+    REDIS_URL,
+    base_env,
+    postgres_schema,
+)
+
+INVALID_TOKEN = {"code": 401, "message": "Invalid or expired token", "data": None}
+WRONG_CREDENTIALS = {"code": 401, "message": "Incorrect username or password", "data": None}
+TODO_NOT_FOUND = {"code": 404, "message": "Todo not found", "data": None}
+PASSWORD = "correct horse"
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The app's environment, set before any app is made: SQLite in tmp_path by default."""
+    monkeypatch.chdir(tmp_path)  # no stray .env file is read
+    values = base_env(tmp_path)
+    if request.param == "redis":
+        if not REDIS_URL:
+            pytest.skip(NO_REDIS)
+        values["REDIS_URL"] = REDIS_URL
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.skip(NO_POSTGRES)
+        with postgres_schema() as pg:
+            values.update(pg)
+            for key, value in values.items():
+                monkeypatch.setenv(key, value)
+            yield values
+        return
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    yield values
+
+
+@pytest.fixture
+def client(env: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+        yield client
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def register(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = client.post("/users", json={"username": username, "password": password})
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def login(
+    client: TestClient, username: str, password: str = PASSWORD, scope: str | None = None
+) -> dict[str, Any]:
+    form = {"username": username, "password": password}
+    if scope is not None:
+        form["scope"] = scope
+    response = client.post("/auth/token", data=form)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def user_headers(client: TestClient, username: str, scope: str | None = None) -> dict[str, str]:
+    register(client, username)
+    return bearer(login(client, username, scope=scope)["access_token"])
+
+
+def create_todos(client: TestClient, headers: dict[str, str], titles: list[str]) -> list[int]:
+    ids = []
+    for title in titles:
+        response = client.post("/todos", json={"title": title}, headers=headers)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["data"]["id"])
+    return ids
+
+
+def craft_access_token(sub: str, *, exp_in: int, secret: str = JWT_SECRET) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "iat": now - 3600,
+        "nbf": now - 3600,
+        "exp": now + exp_in,
+        "jti": uuid.uuid4().hex,
+        "type": "access",
+        "iss": "fastkit-todo",
+        "scopes": ["todos:read", "todos:write"],
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+# --- health, startup ---------------------------------------------------------------------
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"code": 200, "message": "success", "data": {"database": True}}
+    assert "x-request-id" in response.headers
+
+
+def test_health_is_503_when_the_database_is_down(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*, timeout: float = 5.0) -> bool:
+        return False
+
+    monkeypatch.setattr(client.app.state.services.db, "ping", down)  # type: ignore[attr-defined]
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {
+        "code": 503,
+        "message": "Database unavailable",
+        "data": {"database": False},
+    }
+
+
+def test_demo_user_is_created_once_and_logged(
+    env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="todo"), TestClient(create_app(Settings())) as c:
+        assert login(c, "demo", DEMO_PASSWORD)["scope"] == "todos:read todos:write"
+    created = [r.getMessage() for r in caplog.records if "demo user" in r.getMessage()]
+    assert created == ["Created the demo user: username 'demo', password (DEMO_PASSWORD)"]
+    assert DEMO_PASSWORD not in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="todo"), TestClient(create_app(Settings())):
+        pass  # the same database: the demo user exists, nothing is created or logged
+    assert "demo user" not in caplog.text
+
+
+def test_random_demo_password_is_printed_in_the_log(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("DEMO_PASSWORD")
+    monkeypatch.setenv("DEMO_USERNAME", "tester")
+    with caplog.at_level(logging.INFO, logger="todo"), TestClient(create_app(Settings())) as c:
+        [line] = [r.getMessage() for r in caplog.records if "demo user" in r.getMessage()]
+        password = line.rsplit(" ", 1)[1]
+        assert line == f"Created the demo user: username 'tester', password {password}"
+        assert login(c, "tester", password)["token_type"] == "bearer"
+
+
+def test_no_demo_user_when_disabled(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_USERNAME", "")
+    with TestClient(create_app(Settings())) as c:
+        response = c.post("/auth/token", data={"username": "demo", "password": DEMO_PASSWORD})
+        assert response.status_code == 401
+
+
+def test_random_jwt_secret_is_warned_about(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("JWT_SECRET")
+    with caplog.at_level(logging.INFO, logger="todo"), TestClient(create_app(Settings())) as c:
+        token = login(c, "demo", DEMO_PASSWORD)["access_token"]
+        assert c.get("/users/me", headers=bearer(token)).status_code == 200
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in warnings] == ["JWT_SECRET is not set"]
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        pytest.param("postgres://u:p@db/app", "postgresql+asyncpg://u:p@db/app", id="postgres"),
+        pytest.param("postgresql://u:p@db/app", "postgresql+asyncpg://u:p@db/app", id="postgresql"),
+        pytest.param(
+            "postgresql+asyncpg://u:p@db/app", "postgresql+asyncpg://u:p@db/app", id="asyncpg"
+        ),
+        pytest.param("sqlite+aiosqlite:///./x.db", "sqlite+aiosqlite:///./x.db", id="sqlite"),
+    ],
+)
+def test_settings_database_url_gets_the_async_driver(given: str, used: str) -> None:
+    assert Settings(_env_file=None, database_url=given).database_url == used
+
+
+def test_settings_refuse_a_short_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(_env_file=None, jwt_secret="too-short")
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "DEMO_USERNAME", "LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_url == "sqlite+aiosqlite:///./todo.db"
+    assert (settings.redis_url, settings.jwt_secret) == (None, None)
+    assert (settings.demo_username, settings.log_level) == ("demo", "INFO")
+
+
+# --- register, login, me -----------------------------------------------------------------
+
+
+def test_register_answers_the_user(client: TestClient) -> None:
+    user = register(client, "alice")
+    assert user["username"] == "alice"
+    assert user["scopes"] == ["todos:read", "todos:write"]
+    assert user["created_at"].endswith("Z")
+    assert set(user) == {"id", "username", "scopes", "created_at"}  # no password hash
+
+
+def test_register_twice_is_409(client: TestClient) -> None:
+    register(client, "alice")
+    response = client.post("/users", json={"username": "alice", "password": "other password"})
+    assert response.status_code == 409
+    assert response.json() == {"code": 409, "message": "Username already taken", "data": None}
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        pytest.param({"username": "al", "password": PASSWORD}, "username", id="short-name"),
+        pytest.param({"username": "a b c", "password": PASSWORD}, "username", id="space"),
+        pytest.param({"username": "alice", "password": "short"}, "password", id="short-pw"),
+        pytest.param({"username": "alice", "password": "x" * 1025}, "password", id="long-pw"),
+        pytest.param({"username": "alice"}, "password", id="missing"),
+    ],
+)
+def test_register_validates(client: TestClient, body: dict[str, str], loc: str) -> None:
+    response = client.post("/users", json=body)
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["data"]] == [["body", loc]]
+
+
+def test_login_answers_the_oauth2_token_response(client: TestClient) -> None:
+    register(client, "alice")
+    response = client.post("/auth/token", data={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
+    assert (body["token_type"], body["expires_in"]) == ("bearer", 900)
+    assert body["scope"] == "todos:read todos:write"
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        pytest.param("alice", "wrong password", id="wrong-password"),
+        pytest.param("nobody", PASSWORD, id="unknown-user"),
+        pytest.param("ALICE", PASSWORD, id="other-case"),
+    ],
+)
+def test_login_failures_are_one_401(client: TestClient, username: str, password: str) -> None:
+    register(client, "alice")
+    response = client.post("/auth/token", data={"username": username, "password": password})
+    assert response.status_code == 401
+    assert response.json() == WRONG_CREDENTIALS
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_login_without_password_is_422(client: TestClient) -> None:
+    response = client.post("/auth/token", data={"username": "alice"})
+    assert response.status_code == 422
+    assert response.json()["data"][0]["loc"] == ["body", "password"]
+
+
+def test_me(client: TestClient) -> None:
+    user = register(client, "alice")
+    token = login(client, "alice")["access_token"]
+    response = client.get("/users/me", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.json()["data"] == user
+
+
+def craft(kind: str, sub: str) -> str:
+    if kind == "expired":
+        return craft_access_token(sub, exp_in=-60)
+    if kind == "other-secret":
+        return craft_access_token(sub, exp_in=600, secret="another-secret-of-at-least-32-bytes!!")
+    if kind == "unknown-user":
+        return craft_access_token("999999", exp_in=600)
+    assert kind == "garbage"
+    return "not.a.token"
+
+
+@pytest.mark.parametrize("kind", ["expired", "other-secret", "unknown-user", "garbage"])
+def test_me_refuses_bad_tokens(client: TestClient, kind: str) -> None:
+    user = register(client, "alice")
+    # The crafted claims are those of a real token: only what the kind changes is wrong.
+    fine = client.get("/users/me", headers=bearer(craft_access_token(str(user["id"]), exp_in=600)))
+    assert fine.status_code == 200
+    response = client.get("/users/me", headers=bearer(craft(kind, str(user["id"]))))
+    assert response.status_code == 401
+    assert response.json() == INVALID_TOKEN
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_me_without_token_is_401(client: TestClient) -> None:
+    response = client.get("/users/me")
+    assert response.status_code == 401
+    assert response.json() == INVALID_TOKEN
+
+
+def test_refresh_token_is_not_an_access_token(client: TestClient) -> None:
+    register(client, "alice")
+    refresh = login(client, "alice")["refresh_token"]
+    assert client.get("/users/me", headers=bearer(refresh)).json() == INVALID_TOKEN
+
+
+def test_inactive_user_is_403_and_cannot_log_in(client: TestClient) -> None:
+    register(client, "alice")
+    headers = bearer(login(client, "alice")["access_token"])
+    db = client.app.state.services.db  # type: ignore[attr-defined]
+
+    async def deactivate() -> None:
+        async with db.session_scope() as session:
+            await session.execute(
+                update(User).where(User.username == "alice").values(is_active=False)
+            )
+
+    client.portal.call(deactivate)  # type: ignore[union-attr]
+    response = client.get("/users/me", headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"code": 403, "message": "Inactive user", "data": None}
+    login_again = client.post("/auth/token", data={"username": "alice", "password": PASSWORD})
+    assert login_again.json() == WRONG_CREDENTIALS
+
+
+# --- refresh, logout ---------------------------------------------------------------------
+
+
+def test_refresh_rotates_and_a_reused_refresh_token_ends_the_login(client: TestClient) -> None:
+    register(client, "alice")
+    first = login(client, "alice")
+    response = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert response.status_code == 200
+    second = response.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert client.get("/users/me", headers=bearer(second["access_token"])).status_code == 200
+
+    reused = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert reused.status_code == 401
+    assert reused.json() == INVALID_TOKEN
+    # The whole login is over, for the user and for whoever copied the token.
+    assert client.get("/users/me", headers=bearer(second["access_token"])).status_code == 401
+    again = client.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert again.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        pytest.param({"refresh_token": "garbage"}, 401, id="garbage"),
+        pytest.param({"refresh_token": ""}, 422, id="empty"),
+        pytest.param({}, 422, id="missing"),
+    ],
+)
+def test_refresh_refuses_bad_bodies(client: TestClient, body: dict[str, str], status: int) -> None:
+    response = client.post("/auth/refresh", json=body)
+    assert response.status_code == status
+    assert response.json()["code"] == status
+
+
+def test_refresh_refuses_an_access_token(client: TestClient) -> None:
+    register(client, "alice")
+    access = login(client, "alice")["access_token"]
+    response = client.post("/auth/refresh", json={"refresh_token": access})
+    assert response.json() == INVALID_TOKEN
+
+
+def test_logout_revokes_the_access_and_refresh_tokens(client: TestClient) -> None:
+    register(client, "alice")
+    tokens = login(client, "alice")
+    other_device = login(client, "alice")
+    response = client.post("/auth/logout", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 200
+    assert response.json() == {"code": 200, "message": "Logged out", "data": None}
+
+    me = client.get("/users/me", headers=bearer(tokens["access_token"]))
+    assert (me.status_code, me.json()) == (401, INVALID_TOKEN)
+    refreshed = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 401
+    again = client.post("/auth/logout", headers=bearer(tokens["access_token"]))
+    assert again.status_code == 401
+    # Another login of the same user goes on.
+    assert client.get("/users/me", headers=bearer(other_device["access_token"])).status_code == 200
+
+
+def test_logout_without_token_is_401(client: TestClient) -> None:
+    assert client.post("/auth/logout").json() == INVALID_TOKEN
+
+
+# --- todos: CRUD and ownership -----------------------------------------------------------
+
+
+def test_todo_crud(client: TestClient) -> None:
+    headers = user_headers(client, "alice")
+    created = client.post("/todos", json={"title": "buy milk"}, headers=headers)
+    assert created.status_code == 201
+    todo = created.json()["data"]
+    assert (todo["title"], todo["done"]) == ("buy milk", False)
+    assert todo["created_at"].endswith(("Z", "+00:00"))
+
+    read = client.get(f"/todos/{todo['id']}", headers=headers)
+    assert read.json() == {"code": 200, "message": "success", "data": todo}
+
+    patched = client.patch(f"/todos/{todo['id']}", json={"done": True}, headers=headers)
+    assert patched.json()["data"] == {**todo, "done": True}
+    renamed = client.patch(f"/todos/{todo['id']}", json={"title": "buy oat milk"}, headers=headers)
+    assert renamed.json()["data"] == {**todo, "done": True, "title": "buy oat milk"}
+
+    deleted = client.delete(f"/todos/{todo['id']}", headers=headers)
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    gone = client.get(f"/todos/{todo['id']}", headers=headers)
+    assert (gone.status_code, gone.json()) == (404, TODO_NOT_FOUND)
+    assert client.delete(f"/todos/{todo['id']}", headers=headers).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"title": ""}, id="empty"),
+        pytest.param({"title": "x" * 201}, id="long"),
+        pytest.param({}, id="missing"),
+        pytest.param({"title": "ok", "done": "maybe"}, id="done-not-bool"),
+    ],
+)
+def test_create_todo_validates(client: TestClient, body: dict[str, Any]) -> None:
+    headers = user_headers(client, "alice")
+    response = client.post("/todos", json=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["data"][0]["loc"][0] == "body"
+
+
+def test_update_todo_validates(client: TestClient) -> None:
+    headers = user_headers(client, "alice")
+    [todo_id] = create_todos(client, headers, ["a"])
+    response = client.patch(f"/todos/{todo_id}", json={"title": ""}, headers=headers)
+    assert response.status_code == 422
+
+
+def test_other_users_todos_are_404(client: TestClient) -> None:
+    alice = user_headers(client, "alice")
+    bob = user_headers(client, "bob")
+    [todo_id] = create_todos(client, alice, ["alice's secret"])
+
+    for method in ("GET", "PATCH", "DELETE"):
+        body = {"done": True} if method == "PATCH" else None
+        response = client.request(method, f"/todos/{todo_id}", headers=bob, json=body)
+        assert (response.status_code, response.json()) == (404, TODO_NOT_FOUND), method
+    assert client.get("/todos", headers=bob).json()["data"]["total"] == 0
+    assert client.get("/todos/feed", headers=bob).json()["data"]["items"] == []
+    # Still there, unchanged, for its owner.
+    assert client.get(f"/todos/{todo_id}", headers=alice).json()["data"]["done"] is False
+
+
+def test_todos_need_a_token(client: TestClient) -> None:
+    for method, path in [("GET", "/todos"), ("GET", "/todos/feed"), ("POST", "/todos")]:
+        response = client.request(method, path, json={"title": "x"})
+        assert (response.status_code, response.json()) == (401, INVALID_TOKEN), path
+
+
+def test_read_only_token_cannot_write(client: TestClient) -> None:
+    register(client, "alice")
+    writer = bearer(login(client, "alice")["access_token"])
+    [todo_id] = create_todos(client, writer, ["a"])
+    tokens = login(client, "alice", scope="todos:read")
+    assert tokens["scope"] == "todos:read"
+    reader = bearer(tokens["access_token"])
+
+    assert client.get("/todos", headers=reader).status_code == 200
+    assert client.get(f"/todos/{todo_id}", headers=reader).status_code == 200
+    for method, path in [
+        ("POST", "/todos"),
+        ("PATCH", f"/todos/{todo_id}"),
+        ("DELETE", f"/todos/{todo_id}"),
+    ]:
+        response = client.request(method, path, json={"title": "x"}, headers=reader)
+        assert response.status_code == 403, path
+        assert response.json() == {"code": 403, "message": "Not enough permissions", "data": None}
+        assert response.headers["www-authenticate"] == (
+            'Bearer error="insufficient_scope", scope="todos:write"'
+        )
+
+
+def test_unknown_scope_is_not_granted(client: TestClient) -> None:
+    register(client, "alice")
+    tokens = login(client, "alice", scope="todos:read admin")
+    assert tokens["scope"] == "todos:read"
+
+
+# --- todos: pages and cursors ------------------------------------------------------------
+
+TITLES = ["kiwi", "apple", "mango", "banana", "cherry", "date", "fig"]
+
+
+def test_page_listing_sorts_and_filters(client: TestClient) -> None:
+    headers = user_headers(client, "alice")
+    ids = create_todos(client, headers, TITLES)
+    client.patch(f"/todos/{ids[0]}", json={"done": True}, headers=headers)
+
+    newest = client.get("/todos", params={"page_size": 3}, headers=headers).json()["data"]
+    assert [t["id"] for t in newest["items"]] == ids[::-1][:3]  # default: -created_at
+    assert (newest["total"], newest["page"], newest["page_size"], newest["pages"]) == (7, 1, 3, 3)
+
+    by_title = client.get(
+        "/todos", params={"sort": "title", "page": 3, "page_size": 3}, headers=headers
+    ).json()["data"]
+    assert [t["title"] for t in by_title["items"]] == ["mango"]
+
+    done_first = client.get("/todos", params={"sort": "-done,title"}, headers=headers).json()
+    assert [t["title"] for t in done_first["data"]["items"]] == ["kiwi", *sorted(TITLES[1:])]
+
+    open_only = client.get("/todos", params={"done": "false"}, headers=headers).json()["data"]
+    assert open_only["total"] == 6
+    assert "kiwi" not in [t["title"] for t in open_only["items"]]
+
+    past_the_end = client.get("/todos", params={"page": 9}, headers=headers).json()["data"]
+    assert (past_the_end["items"], past_the_end["total"]) == ([], 7)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "loc"),
+    [
+        pytest.param("/todos", {"page": 0}, "page", id="page-0"),
+        pytest.param("/todos", {"page_size": 101}, "page_size", id="page-size-101"),
+        pytest.param("/todos", {"page_size": "many"}, "page_size", id="page-size-text"),
+        pytest.param("/todos", {"sort": "owner_id"}, "sort", id="sort-not-allowed"),
+        pytest.param("/todos", {"sort": "title,title"}, "sort", id="sort-twice"),
+        pytest.param("/todos", {"done": "perhaps"}, "done", id="done-not-bool"),
+        pytest.param("/todos/feed", {"size": 0}, "size", id="size-0"),
+        pytest.param("/todos/feed", {"size": 101}, "size", id="size-101"),
+        pytest.param("/todos/feed", {"sort": "password_hash"}, "sort", id="feed-sort"),
+        pytest.param("/todos/feed", {"cursor": "x" * 4097}, "cursor", id="cursor-too-long"),
+    ],
+)
+def test_invalid_list_params_are_422(
+    client: TestClient, path: str, params: dict[str, Any], loc: str
+) -> None:
+    headers = user_headers(client, "alice")
+    response = client.get(path, params=params, headers=headers)
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["code"], body["message"]) == (422, "Request validation failed")
+    assert [e["loc"] for e in body["data"]] == [["query", loc]]
+
+
+def test_cursor_pages_walk_forward_and_back(client: TestClient) -> None:
+    headers = user_headers(client, "alice")
+    create_todos(client, headers, TITLES)
+    pages = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"size": 3, "sort": "title"}
+        if cursor:
+            params["cursor"] = cursor
+        response = client.get("/todos/feed", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()["data"]
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [[t["title"] for t in p["items"]] for p in pages] == [
+        ["apple", "banana", "cherry"],
+        ["date", "fig", "kiwi"],
+        ["mango"],
+    ]
+    assert pages[0]["previous_cursor"] is None
+    back = client.get(
+        "/todos/feed",
+        params={"size": 3, "sort": "title", "cursor": pages[2]["previous_cursor"]},
+        headers=headers,
+    ).json()["data"]
+    assert [t["title"] for t in back["items"]] == ["date", "fig", "kiwi"]
+
+
+def test_cursor_default_order_is_newest_first(client: TestClient) -> None:
+    headers = user_headers(client, "alice")
+    ids = create_todos(client, headers, TITLES)
+    first = client.get("/todos/feed", params={"size": 4}, headers=headers).json()["data"]
+    rest = client.get(
+        "/todos/feed", params={"size": 4, "cursor": first["next_cursor"]}, headers=headers
+    ).json()["data"]
+    assert [t["id"] for t in first["items"] + rest["items"]] == ids[::-1]
+    assert rest["next_cursor"] is None
+
+
+def tamper(cursor: str) -> str:
+    payload, signature = cursor.split(".")
+    return f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(tamper, "Invalid cursor: the signature does not match.", id="tampered"),
+        pytest.param(
+            lambda c: c.split(".")[0],
+            "Invalid cursor: the signature does not match.",
+            id="unsigned",
+        ),
+        pytest.param(
+            lambda c: "!!!", "Invalid cursor: the signature does not match.", id="garbled"
+        ),
+    ],
+)
+def test_bad_cursor_is_400(client: TestClient, change: Any, message: str) -> None:
+    headers = user_headers(client, "alice")
+    create_todos(client, headers, TITLES)
+    cursor = client.get("/todos/feed", params={"size": 2}, headers=headers).json()["data"][
+        "next_cursor"
+    ]
+    response = client.get("/todos/feed", params={"cursor": change(cursor)}, headers=headers)
+    assert response.status_code == 400
+    assert response.json() == {"code": 400, "message": message, "data": None}
+
+
+def test_cursor_for_another_sort_is_400(client: TestClient) -> None:
+    headers = user_headers(client, "alice")
+    create_todos(client, headers, TITLES)
+    cursor = client.get("/todos/feed", params={"size": 2}, headers=headers).json()["data"][
+        "next_cursor"
+    ]
+    response = client.get(
+        "/todos/feed", params={"cursor": cursor, "sort": "title"}, headers=headers
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "Invalid cursor: it was made for another sort order; start over."
+    )
+
+
+# --- OpenAPI -----------------------------------------------------------------------------
+
+
+def test_openapi_documents_envelopes_and_the_login(client: TestClient) -> None:
+    openapi = client.get("/openapi.json").json()
+    ok = openapi["paths"]["/todos"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["$ref"].endswith("Envelope_Page_TodoOut__")
+    [scheme] = openapi["components"]["securitySchemes"].values()
+    assert scheme["flows"]["password"]["tokenUrl"] == "/auth/token"
+    assert set(scheme["flows"]["password"]["scopes"]) == {"todos:read", "todos:write"}
