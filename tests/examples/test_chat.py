@@ -1,0 +1,207 @@
+"""examples/chat in process: login, rooms, join/leave notices, refused handshakes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
+
+from examples.chat import main
+from examples.chat.main import create_app
+from fastkit.websocket import ConnectionManager, MemoryBroker, RedisBroker
+
+PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "christmas"}
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app()) as client:
+        yield client
+
+
+def manager_of(client: TestClient) -> ConnectionManager:
+    app = client.app
+    assert isinstance(app, FastAPI)
+    manager: ConnectionManager = app.state.manager
+    return manager
+
+
+def login(client: TestClient, username: str) -> str:
+    response = client.post(
+        "/auth/token", data={"username": username, "password": PASSWORDS[username]}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def join(client: TestClient, username: str, room: str) -> WebSocketTestSession:
+    """Open ``/ws/{room}`` as ``username``, the way the page does: the token as subprotocol."""
+    token = login(client, username)
+    return client.websocket_connect(f"/ws/{room}", subprotocols=[token])
+
+
+def without_time(message: dict[str, Any]) -> dict[str, Any]:
+    assert isinstance(message.pop("at", ""), str)
+    return message
+
+
+def test_page_is_served(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "new WebSocket(url, [token])" in response.text
+    assert '"/auth/token"' in response.text
+
+
+def test_the_documented_passwords_work(client: TestClient) -> None:
+    readme = (main.PAGE.parent.parent / "README.md").read_text()
+    for username, password in PASSWORDS.items():
+        assert f"`{username}` / `{password}`" in readme
+        assert client.get(
+            "/me", headers={"Authorization": f"Bearer {login(client, username)}"}
+        ).json() == {"username": username}
+
+
+def test_wrong_password_is_401(client: TestClient) -> None:
+    response = client.post("/auth/token", data={"username": "alice", "password": "nope"})
+    assert response.status_code == 401
+    assert response.json()["message"] == "Incorrect username or password"
+
+
+def test_rooms_notices_and_isolation(client: TestClient) -> None:
+    with join(client, "alice", "lobby") as alice:
+        assert alice.receive_json() == {"type": "welcome", "room": "lobby", "user": "alice"}
+        with join(client, "carol", "games") as carol:
+            assert carol.receive_json()["type"] == "welcome"
+            with join(client, "bob", "lobby") as bob:
+                assert bob.receive_json() == {"type": "welcome", "room": "lobby", "user": "bob"}
+                joined = without_time(alice.receive_json())
+                assert joined == {"type": "joined", "room": "lobby", "user": "bob"}
+
+                bob.send_json({"text": "hi alice"})
+                said = {"type": "message", "room": "lobby", "user": "bob", "text": "hi alice"}
+                assert without_time(alice.receive_json()) == said
+                assert without_time(bob.receive_json()) == said  # the sender sees it too
+
+                carol.send_json({"text": "anyone?"})
+                own = without_time(carol.receive_json())
+                assert own == {
+                    "type": "message",
+                    "room": "games",
+                    "user": "carol",
+                    "text": "anyone?",
+                }
+
+                # Room isolation: the next frame alice and bob get is alice's own message,
+                # not carol's, nor a notice of her joining.
+                alice.send_json({"text": "hello bob"})
+                for ws in (alice, bob):
+                    assert without_time(ws.receive_json())["text"] == "hello bob"
+            left = without_time(alice.receive_json())
+            assert left == {"type": "left", "room": "lobby", "user": "bob"}
+            carol.send_json({"text": "still here"})
+            assert carol.receive_json()["text"] == "still here"  # no notice about bob
+            assert manager_of(client).rooms() == ["games", "lobby"]
+    assert manager_of(client).rooms() == []
+
+
+def test_one_user_in_two_tabs(client: TestClient) -> None:
+    with join(client, "alice", "lobby") as one, join(client, "alice", "lobby") as two:
+        assert one.receive_json()["type"] == two.receive_json()["type"] == "welcome"
+        assert without_time(one.receive_json()) == {
+            "type": "joined",
+            "room": "lobby",
+            "user": "alice",
+        }
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param("just a string", id="not-an-object"),
+        pytest.param({"text": ""}, id="empty"),
+        pytest.param({"text": "   "}, id="blank"),
+        pytest.param({"text": 5}, id="not-text"),
+        pytest.param({"text": "x" * (main.MAX_TEXT + 1)}, id="too-long"),
+    ],
+)
+def test_bad_message_is_answered_and_the_socket_stays(client: TestClient, message: Any) -> None:
+    with join(client, "alice", "lobby") as alice:
+        alice.receive_json()  # welcome
+        alice.send_json(message)
+        assert alice.receive_json() == {
+            "type": "error",
+            "error": 'Send {"text": "..."}, 1 to 1000 characters',
+        }
+        alice.send_text("{not json")
+        assert alice.receive_json() == {"type": "error", "error": "Malformed JSON"}
+        alice.send_json({"text": "still open"})
+        assert alice.receive_json()["text"] == "still open"
+
+
+def refusal(client: TestClient, url: str, **kwargs: Any) -> WebSocketDisconnect:
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(url, **kwargs):
+        pass
+    return refused.value
+
+
+def forged_token() -> str:
+    other = create_app(secret="another-secret-of-at-least-32-bytes-0123456789")
+    with TestClient(other) as client:
+        return login(client, "alice")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        pytest.param({}, "Missing token", id="no-token"),
+        pytest.param({"subprotocols": ["not-a-token"]}, "Missing token", id="not-a-jwt"),
+        pytest.param({"subprotocols": ["a.b.c"]}, "Invalid or expired token", id="garbage-jwt"),
+        pytest.param("forged", "Invalid or expired token", id="other-secret"),
+    ],
+)
+def test_bad_token_is_refused_1008(
+    client: TestClient, kwargs: dict[str, Any] | str, reason: str
+) -> None:
+    if kwargs == "forged":
+        kwargs = {"subprotocols": [forged_token()]}
+    assert isinstance(kwargs, dict)
+    refused = refusal(client, "/ws/lobby", **kwargs)
+    assert (refused.code, refused.reason) == (1008, reason)
+    assert manager_of(client).rooms() == []
+
+
+def test_logged_out_token_is_refused_1008(client: TestClient) -> None:
+    token = login(client, "bob")
+    response = client.post("/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    refused = refusal(client, "/ws/lobby", subprotocols=[token])
+    assert (refused.code, refused.reason) == (1008, "Invalid or expired token")
+
+
+@pytest.mark.parametrize("room", ["has space", "x" * 33, "dots.not.allowed"])
+def test_bad_room_name_is_refused(client: TestClient, room: str) -> None:
+    refused = refusal(client, f"/ws/{room}", subprotocols=[login(client, "alice")])
+    assert refused.code == 1008
+
+
+def test_shutdown_closes_sockets_with_1001(client: TestClient) -> None:
+    with join(client, "alice", "lobby") as alice:
+        alice.receive_json()  # welcome
+        assert client.portal is not None
+        client.portal.call(manager_of(client).stop)  # what the lifespan runs at shutdown
+        with pytest.raises(WebSocketDisconnect) as closed:
+            alice.receive_json()
+        assert closed.value.code == 1001
+
+
+def test_redis_url_selects_the_redis_broker() -> None:
+    assert isinstance(create_app().state.manager.broker, MemoryBroker)
+    app = create_app(redis_url="redis://127.0.0.1:1/0")
+    assert isinstance(app.state.manager.broker, RedisBroker)
