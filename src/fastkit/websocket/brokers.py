@@ -47,6 +47,9 @@ class MemoryBroker:
     async def publish(self, message: dict[str, Any]) -> None:
         if self._deliver is not None:
             await self._deliver(message)
+            # Let the writer tasks run: a tight loop of broadcasts must not fill the queues
+            # of clients that read fine.
+            await asyncio.sleep(0)
 
     async def stop(self) -> None:
         self._deliver = None

@@ -73,6 +73,10 @@ class Connection:
         self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=queue_size)
         self.writer: asyncio.Task[None] | None = None
         self.closed = False
+        self.close_code = 1000
+        # Set when the manager drops the connection: wakes a handler waiting in receive_json
+        # even if the close frame could not be written (a client that stopped reading).
+        self.dropped = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"Connection({self.id!r}, rooms={sorted(self.rooms)})"
@@ -290,6 +294,8 @@ class ConnectionManager:
         if conn.closed:
             return
         conn.closed = True
+        conn.close_code = code
+        conn.dropped.set()
         if self._connections.get(conn.id) is conn:
             del self._connections[conn.id]
         for room in list(conn.rooms):
@@ -317,7 +323,7 @@ class ConnectionManager:
             WebSocketDisconnect: When the client leaves or was closed.
         """
         while True:
-            message = await conn.websocket.receive()
+            message = await self._next_message(conn)
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             raw = message.get("text")
@@ -331,6 +337,22 @@ class ConnectionManager:
                 return json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 self._enqueue(conn, ("text", '{"type":"error","error":"Malformed JSON"}'))
+
+    async def _next_message(self, conn: Connection) -> Any:
+        """The next ASGI message, or a disconnect as soon as the manager drops ``conn``."""
+        if conn.closed:
+            raise WebSocketDisconnect(conn.close_code)
+        receive = asyncio.ensure_future(conn.websocket.receive())
+        dropped = asyncio.ensure_future(conn.dropped.wait())
+        try:
+            done, _ = await asyncio.wait({receive, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receive, dropped):
+                if not task.done():
+                    task.cancel()
+        if receive in done:
+            return receive.result()
+        raise WebSocketDisconnect(conn.close_code)
 
     async def iter_json(self, conn: Connection) -> AsyncIterator[Any]:
         """Yield `receive_json` messages until the client leaves."""
