@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 ASGIApp = Callable[..., Any]
@@ -22,8 +22,15 @@ _REQUEST = {"type": "http.request", "body": b"", "more_body": False}
 _DISCONNECT = {"type": "http.disconnect"}
 
 
-def make_scope(path: str = "/item", method: str = "GET") -> dict[str, Any]:
-    """A fresh scope per request, as uvicorn builds it (middleware may mutate it)."""
+def make_scope(
+    path: str = "/item",
+    method: str = "GET",
+    headers: Sequence[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """A fresh scope per request, as uvicorn builds it (middleware may mutate it).
+
+    ``headers`` (lower-case names, as uvicorn passes them) are added after the defaults.
+    """
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},  # what uvicorn announces
@@ -36,7 +43,7 @@ def make_scope(path: str = "/item", method: str = "GET") -> dict[str, Any]:
         "path": path,
         "raw_path": path.encode("ascii"),
         "query_string": b"",
-        "headers": list(REQUEST_HEADERS),
+        "headers": [*REQUEST_HEADERS, *headers] if headers else list(REQUEST_HEADERS),
         "state": {},
     }
 
@@ -79,9 +86,14 @@ class Exchange:
                     self.waiter.set_result(None)
 
 
-async def one_request(app: ASGIApp, path: str = "/item", method: str = "GET") -> Exchange:
+async def one_request(
+    app: ASGIApp,
+    path: str = "/item",
+    method: str = "GET",
+    headers: Sequence[tuple[bytes, bytes]] | None = None,
+) -> Exchange:
     exchange = Exchange()
-    await app(make_scope(path, method), exchange.receive, exchange.send)
+    await app(make_scope(path, method, headers), exchange.receive, exchange.send)
     return exchange
 
 
@@ -94,6 +106,7 @@ async def drive(
     clock: Callable[[], float] = time.thread_time,
     path: str = "/item",
     method: str = "GET",
+    headers: Sequence[tuple[bytes, bytes]] | None = None,
 ) -> float:
     """Send ``n`` sequential requests to ``app``; return requests per second of ``clock``.
 
@@ -105,5 +118,5 @@ async def drive(
     start = clock()
     for _ in range(n):
         exchange = Exchange()
-        await app(make_scope(path, method), exchange.receive, exchange.send)
+        await app(make_scope(path, method, headers), exchange.receive, exchange.send)
     return n / (clock() - start)
