@@ -3,11 +3,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI, WebSocket
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.testclient import TestClient
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -128,6 +129,69 @@ def test_500_carries_every_middleware_header_and_is_logged_once(
     errors = [r for r in caplog.records if r.name == "fastkit.errors"]
     assert len(errors) == 1  # rendered inside, not logged again by Starlette's outer handler
     assert errors[0].exc_info is not None
+
+
+@pytest.mark.parametrize("cors", [False, True], ids=["fused-responder", "cors-between"])
+def test_500_without_cors_between_is_answered_once_with_every_header(
+    cors: bool, access_records: AccessRecords, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With nothing between them (the default), the observability layer answers unhandled
+    # errors itself; with CORS between, the innermost responder does. Same answer.
+    app = build_app(cors_origins=[ORIGIN] if cors else None)
+    response = client_for(app).get("/boom", headers={"X-Request-ID": "req-7"})
+    assert response.status_code == 500
+    assert response.json()["request_id"] == "req-7"
+    assert response.headers.get_list("x-request-id") == ["req-7"]
+    assert len(response.headers.get_list("x-process-time")) == 1
+    assert SERVER_TIMING.fullmatch(response.headers["server-timing"])
+    assert response.headers["connection"] == "close"
+    [access] = access_records()
+    assert access.status == 500  # type: ignore[attr-defined]
+    assert len([r for r in caplog.records if r.name == "fastkit.errors"]) == 1
+
+
+def test_headers_the_endpoint_set_are_replaced_not_doubled() -> None:
+    app = build_app()
+
+    @app.get("/own")
+    async def own() -> JSONResponse:
+        return JSONResponse(
+            {"ok": True},
+            headers={"X-Request-ID": "mine", "X-Process-Time": "9", "Server-Timing": "db;dur=1"},
+        )
+
+    response = client_for(app).get("/own", headers={"X-Request-ID": "req-8"})
+    assert response.headers.get_list("x-request-id") == ["req-8"]
+    [elapsed] = response.headers.get_list("x-process-time")
+    assert elapsed != "9"
+    assert float(elapsed) >= 0
+    assert response.headers["content-type"] == "application/json"
+    # Server-Timing is a list: the app's metric stays, ours is added.
+    timings = response.headers.get_list("server-timing")
+    assert timings[0] == "db;dur=1"
+    assert SERVER_TIMING.fullmatch(timings[1])
+
+
+def test_a_stream_that_fails_midway_is_not_answered_twice(
+    access_records: AccessRecords,
+) -> None:
+    app = build_app()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first,"
+        raise RuntimeError(SECRET)
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(chunks())
+
+    with client_for(app).stream("GET", "/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["x-request-id"]
+        body = b"".join(response.iter_raw())
+    assert body == b"first,"  # no 500 body glued on
+    [access] = access_records()
+    assert access.status == 200  # type: ignore[attr-defined]
 
 
 def test_user_middleware_order_with_cors() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 
@@ -13,7 +12,12 @@ from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastkit.errors import ErrorStyle, install_exception_handlers
+from fastkit.errors import (
+    ErrorStyle,
+    _answer_unhandled,
+    _UnhandledErrorMiddleware,
+    install_exception_handlers,
+)
 from fastkit.middleware.access_log import AccessLogMiddleware
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
 from fastkit.middleware.request_id import RequestIDMiddleware, _request_id
@@ -35,10 +39,22 @@ class _ObservabilityMiddleware:
     def __init__(
         self, app: ASGIApp, *, request_id: bool = True, access_log: bool = True, timing: bool = True
     ) -> None:
+        # With nothing configured between them (the default), the error responder that
+        # install_exception_handlers put innermost is our direct child: absorb it and answer
+        # unhandled exceptions here, with the same send, saving a layer on every request.
+        self.answers_errors = isinstance(app, _UnhandledErrorMiddleware)
+        if self.answers_errors:
+            app = app.app  # type: ignore[attr-defined]
         self.app = app
         self.request_id = RequestIDMiddleware(app) if request_id else None
         self.access_log = AccessLogMiddleware(app) if access_log else None
         self.timing = TimingMiddleware(app) if timing else None
+        self._id_key = self.request_id._header_key if self.request_id is not None else b""
+        self._time_key = self.timing._header_key if self.timing is not None else b""
+        self._server_timing = self.timing is not None and self.timing.server_timing
+        own = [key for key in (self._id_key, self._time_key) if key]
+        self._own_lengths = frozenset(len(key) for key in own)
+        self._own_keys = frozenset(own)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -54,34 +70,58 @@ class _ObservabilityMiddleware:
         if ids is not None:
             request_id, token = ids.begin(scope)
         access_log = self.access_log
-        if access_log is not None and not access_log.logger.isEnabledFor(logging.ERROR):
-            access_log = None
-        timing = self.timing
         start = time.perf_counter()
         end = 0.0  # when the last body byte went out; background tasks run after it
-        status = 500  # what the client gets if the app raises before responding
+        status = 0  # until the response starts
 
         async def send_observed(message: Message) -> None:
             nonlocal status, end
             kind = message["type"]
             if kind == "http.response.start":
+                elapsed = time.perf_counter() - start
                 status = message["status"]
-                if ids is not None:
-                    ids.stamp(message, request_id)  # type: ignore[arg-type]
-                if timing is not None:
-                    timing.stamp(message, time.perf_counter() - start)
+                headers = message.get("headers")
+                if type(headers) is list:
+                    lengths, keys = self._own_lengths, self._own_keys
+                    for name, _ in headers:
+                        # Length first: most names differ in length; lower() allocates.
+                        if len(name) in lengths and name.lower() in keys:
+                            headers = self._own_headers_removed(message)  # replace them
+                            break
+                else:
+                    headers = self._own_headers_removed(message)
+                # Inlined rather than a helper: this runs on every response.
+                if request_id is not None:
+                    headers.append((self._id_key, request_id.encode("latin-1")))
+                if self._time_key:
+                    headers.append((self._time_key, b"%.6f" % elapsed))
+                if self._server_timing:
+                    # Appended: Server-Timing may carry other metrics already.
+                    headers.append((b"server-timing", b"app;dur=%.3f" % (elapsed * 1000)))
             await send(message)
             if kind == "http.response.body" and not message.get("more_body"):
                 end = time.perf_counter()
 
         try:
             await self.app(scope, receive, send_observed)
+        except Exception as exc:
+            if self.answers_errors:
+                await _answer_unhandled(scope, receive, send_observed, exc, status != 0)
+            raise
         finally:
             if access_log is not None:
                 duration = ((end or time.perf_counter()) - start) * 1000
-                access_log.log(scope, status, duration, request_id)
+                # An app that raised before responding: the client got (or gets) a 500.
+                access_log.log(scope, status or 500, duration, request_id)
             if token is not None:
                 _request_id.reset(token)
+
+    def _own_headers_removed(self, message: Message) -> list[tuple[bytes, bytes]]:
+        """The message's headers as a list without ours (the app set one: replace it)."""
+        keys = self._own_keys
+        headers = [h for h in message.get("headers") or () if h[0].lower() not in keys]
+        message["headers"] = headers
+        return headers
 
 
 def _check_trusted_hosts(trusted_hosts: Sequence[str]) -> None:

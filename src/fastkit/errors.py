@@ -357,23 +357,33 @@ class _UnhandledErrorMiddleware:
         try:
             await self.app(scope, receive, send_tracking_start)
         except Exception as exc:
-            # An app that registered its own handler for Exception/500 after ours keeps it:
-            # Starlette's ServerErrorMiddleware runs that one, as without fastkit.
-            app = scope["app"]
-            # As Starlette picks it: the last handler registered for Exception or 500.
-            chosen = None
-            for key, handler in app.exception_handlers.items():
-                if key in (500, Exception):
-                    chosen = handler
-            # debug=True keeps Starlette's traceback page.
-            ours = chosen is _unhandled_exception_handler and not app.debug
-            if ours and not response_started:
-                response = await _unhandled_exception_handler(Request(scope), exc)
-                # The re-raise below makes the server drop the connection; say so, or a
-                # client reusing it would see a reset.
-                response.headers["Connection"] = "close"
-                await response(scope, receive, send)
+            await _answer_unhandled(scope, receive, send, exc, response_started)
             raise
+
+
+async def _answer_unhandled(
+    scope: Scope, receive: Receive, send: Send, exc: Exception, response_started: bool
+) -> None:
+    """Send the 500 for ``exc`` unless the response started or the app handles it itself.
+
+    The caller re-raises ``exc`` afterwards, so the server logs and counts the failure.
+    """
+    # An app that registered its own handler for Exception/500 after ours keeps it:
+    # Starlette's ServerErrorMiddleware runs that one, as without fastkit.
+    app = scope["app"]
+    # As Starlette picks it: the last handler registered for Exception or 500.
+    chosen = None
+    for key, handler in app.exception_handlers.items():
+        if key in (500, Exception):
+            chosen = handler
+    # debug=True keeps Starlette's traceback page.
+    ours = chosen is _unhandled_exception_handler and not app.debug
+    if ours and not response_started:
+        response = await _unhandled_exception_handler(Request(scope), exc)
+        # The re-raise makes the server drop the connection; say so, or a client reusing
+        # it would see a reset.
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
 
 
 def install_exception_handlers(app: FastAPI, *, style: ErrorStyle = "envelope") -> None:

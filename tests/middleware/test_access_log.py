@@ -165,6 +165,8 @@ def test_request_id_is_none_without_request_id_middleware(
     [
         pytest.param(("203.0.113.7", 4242), "203.0.113.7:4242", id="host-port"),
         pytest.param(None, None, id="no-client"),
+        # The ASGI spec allows any two-item iterable; a list is not hashable.
+        pytest.param(["203.0.113.8", 4343], "203.0.113.8:4343", id="list"),
     ],
 )
 async def test_client_field(
@@ -173,11 +175,33 @@ async def test_client_field(
     client: tuple[str, int] | None,
     expected: str | None,
 ) -> None:
+    app = build_app()
     with caplog.at_level(logging.INFO, logger=ACCESS):
-        sent = await call_asgi(build_app(), "/items", client=client)
-    assert sent.status == 200
-    [record] = access_records(caplog)
-    assert record.client == expected  # type: ignore[attr-defined]
+        for _ in range(2):  # the second one from the remembered text
+            sent = await call_asgi(app, "/items", client=client)
+            assert sent.status == 200
+    assert [r.client for r in access_records(caplog)] == [expected] * 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_records_are_independent(
+    caplog: pytest.LogCaptureFixture, call_asgi: CallASGI
+) -> None:
+    # Records start from a shared template: one request's fields never leak into another.
+    app = build_app()
+    with caplog.at_level(logging.INFO, logger=ACCESS):
+        await call_asgi(app, "/items", client=("198.51.100.1", 1))
+        with pytest.raises(RuntimeError, match="boom"):  # answered 500, then re-raised
+            await call_asgi(app, "/crash", client=("198.51.100.2", 2))
+    first, second = access_records(caplog)
+    assert (first.path, first.status, first.levelname) == ("/items", 200, "INFO")  # type: ignore[attr-defined]
+    assert (second.path, second.status, second.levelname) == ("/crash", 500, "ERROR")  # type: ignore[attr-defined]
+    assert first.client == "198.51.100.1:1"  # type: ignore[attr-defined]
+    assert first.created <= second.created
+    assert first.__dict__ is not second.__dict__
+    for record in (first, second):
+        # Rounded to 3 decimals, as documented.
+        assert record.duration_ms == round(record.duration_ms, 3)  # type: ignore[attr-defined]
 
 
 def test_websocket_passes_through_unlogged(caplog: pytest.LogCaptureFixture) -> None:

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,20 +83,55 @@ class AccessLogMiddleware:
         client = scope.get("client")
         method, path = scope["method"], scope["path"]
         args = (method, path, status, duration_ms)
-        fields = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round(duration_ms, 3),
-            "request_id": request_id,
-            "client": f"{client[0]}:{client[1]}" if client else None,
-        }
-        if logging.getLogRecordFactory() is logging.LogRecord:
-            record = _access_record(logger.name, level, args, fields)
-        else:  # a custom record factory (e.g. one that adds fields) is respected
-            record = logger.makeRecord(
-                logger.name, level, __file__, 0, _MESSAGE, args, None, "access_log", fields
+        client_text = None
+        if client:
+            try:  # one per connection: remembered rather than formatted for every request
+                client_text = _CLIENT_TEXT[client]
+            except (KeyError, TypeError):
+                client_text = _client_text(client)
+        duration = int(duration_ms * 1000 + 0.5) / 1000  # 3 decimals; cheaper than round()
+        if logging.getLogRecordFactory() is not logging.LogRecord:
+            # A custom record factory (e.g. one that adds fields) is respected.
+            fields = {
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": duration,
+                "request_id": request_id,
+                "client": client_text,
+            }
+            logger.handle(
+                logger.makeRecord(
+                    logger.name, level, __file__, 0, _MESSAGE, args, None, "access_log", fields
+                )
             )
+            return
+        # The standard LogRecord, built without ``LogRecord.__init__``: that derives the
+        # caller's file and module and looks up process and thread names for every record;
+        # for one record per request those lookups are a large part of the middleware's
+        # cost, and the caller is always this module anyway. Same attributes, one dict.
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        now = time.time()
+        thread = threading.current_thread()
+        # Copying a dict of the attributes that are the same for every record of this
+        # process, then setting the rest, is cheaper than building all 27 entries.
+        record.__dict__ = attrs = (_template or _process_template()).copy()
+        attrs["name"] = logger.name
+        attrs["args"] = args
+        attrs["levelno"] = level
+        if level != logging.INFO:
+            attrs["levelname"] = logging.getLevelName(level)
+        attrs["created"] = now
+        attrs["msecs"] = (now - int(now)) * 1000
+        attrs["relativeCreated"] = (now - _LOGGING_START) * 1000
+        attrs["thread"] = thread.ident
+        attrs["threadName"] = thread.name
+        attrs["method"] = method
+        attrs["path"] = path
+        attrs["status"] = status
+        attrs["duration_ms"] = duration
+        attrs["request_id"] = request_id
+        attrs["client"] = client_text
         logger.handle(record)
 
 
@@ -107,66 +143,69 @@ _LOGGING_START = _probe.created - _probe.relativeCreated / 1000
 del _probe
 _PATHNAME = __file__
 _FILENAME = os.path.basename(__file__)
+_CLIENT_TEXT: dict[object, str] = {}
 
 
-def _access_record(
-    name: str, level: int, args: tuple[object, ...], fields: dict[str, object]
-) -> logging.LogRecord:
-    """A ``LogRecord`` with the standard attributes, built without ``LogRecord.__init__``.
-
-    ``__init__`` derives the caller's file and module and looks up process and thread
-    names for every record; for one record per request those lookups are a large part of
-    the middleware's cost, and the caller is always this module anyway.
-    """
-    record = logging.LogRecord.__new__(logging.LogRecord)
-    now = time.time()
-    thread = threading.current_thread()
-    process, process_name = _process()
-    record.__dict__ = {
-        "name": name,
-        "msg": _MESSAGE,
-        "args": args,
-        "levelname": _LEVEL_NAMES.get(level) or logging.getLevelName(level),
-        "levelno": level,
-        "pathname": _PATHNAME,
-        "filename": _FILENAME,
-        "module": "access_log",
-        "exc_info": None,
-        "exc_text": None,
-        "stack_info": None,
-        "lineno": 0,
-        "funcName": "access_log",
-        "created": now,
-        "msecs": (now - int(now)) * 1000,
-        "relativeCreated": (now - _LOGGING_START) * 1000,
-        "thread": thread.ident,
-        "threadName": thread.name,
-        "processName": process_name,
-        "process": process,
-        "taskName": None,
-        **fields,
-    }
-    return record
+def _client_text(client: Sequence[object]) -> str:
+    """``"host:port"`` for a scope's ``client``, remembered for hashable ones (bounded)."""
+    text = f"{client[0]}:{client[1]}"
+    try:
+        if len(_CLIENT_TEXT) >= 1024:
+            _CLIENT_TEXT.clear()
+        _CLIENT_TEXT[client] = text
+    except TypeError:  # a list: fine, just not remembered
+        pass
+    return text
 
 
-_LEVEL_NAMES = {logging.INFO: "INFO", logging.ERROR: "ERROR"}
-_process_cache: list[tuple[int, str | None]] = []
+# Every attribute LogRecord.__init__ sets, in its order, then ours, with the values that
+# are the same for every record of this process; the others are set per record.
+_template: dict[str, object] = {}
 
 
-def _process() -> tuple[int, str | None]:
-    """(pid, process name) as LogRecord reports them, cached until a fork."""
-    if not _process_cache:
-        # As LogRecord does: only ask multiprocessing if the app already imported it.
-        name: str | None = "MainProcess"
-        multiprocessing = sys.modules.get("multiprocessing")
-        if multiprocessing is not None:
-            try:
-                name = str(multiprocessing.current_process().name)
-            except Exception:
-                name = None
-        _process_cache.append((os.getpid(), name))
-    return _process_cache[0]
+def _process_template() -> dict[str, object]:
+    """Fill ``_template`` (again after a fork: a worker has its own pid and name)."""
+    # As LogRecord does: only ask multiprocessing if the app already imported it.
+    process_name: str | None = "MainProcess"
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None:
+        try:
+            process_name = str(multiprocessing.current_process().name)
+        except Exception:
+            process_name = None
+    _template.update(
+        {
+            "name": "",
+            "msg": _MESSAGE,
+            "args": (),
+            "levelname": "INFO",
+            "levelno": logging.INFO,
+            "pathname": _PATHNAME,
+            "filename": _FILENAME,
+            "module": "access_log",
+            "exc_info": None,
+            "exc_text": None,
+            "stack_info": None,
+            "lineno": 0,
+            "funcName": "access_log",
+            "created": 0.0,
+            "msecs": 0.0,
+            "relativeCreated": 0.0,
+            "thread": None,
+            "threadName": None,
+            "processName": process_name,
+            "process": os.getpid(),
+            "taskName": None,
+            "method": None,
+            "path": None,
+            "status": None,
+            "duration_ms": None,
+            "request_id": None,
+            "client": None,
+        }
+    )
+    return _template
 
 
-if hasattr(os, "register_at_fork"):  # a forked worker has its own pid (and name)
-    os.register_at_fork(after_in_child=_process_cache.clear)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_template.clear)

@@ -66,7 +66,7 @@ def default_request_id_generator() -> str:
     as tokens or idempotency keys; pass ``generator=lambda: uuid.uuid4().hex`` if you must.
     """
     bits = (random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
-    return f"{bits:032x}"
+    return "%032x" % bits  # noqa: UP031 -- measurably cheaper than an f-string here
 
 
 class RequestIDMiddleware:
@@ -108,8 +108,9 @@ class RequestIDMiddleware:
         self.validator = validator
 
     def _incoming(self, scope: Scope) -> str | None:
+        wanted = self._header_key
         for key, value in scope["headers"]:
-            if key == self._header_key:
+            if key == wanted:
                 try:
                     candidate = value.decode("ascii")
                 except UnicodeDecodeError:
