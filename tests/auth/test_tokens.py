@@ -565,3 +565,117 @@ def test_rotation_service_without_any_signing_key_cannot_create(rsa_keys: KeyPai
     service = TokenService(keys=[JWTKey.asymmetric(public_key=rsa_keys.public_pem, kid="pub")])
     with pytest.raises(RuntimeError, match="only verify"):
         service.create_access_token("42")
+
+
+# --- strict parsing (fastkit parses the compact JWS itself, once) -------------------------
+
+
+def _with_signature(token: str, signature: str) -> str:
+    header, body, _ = token.split(".")
+    return f"{header}.{body}.{signature}"
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda t: t + "=", id="padding"),
+        pytest.param(lambda t: t.replace(".", ". ", 1), id="space-after-dot"),
+        pytest.param(lambda t: " " + t, id="leading-space"),
+        pytest.param(lambda t: t + "\n", id="trailing-newline"),
+        pytest.param(lambda t: t.replace("-", "+").replace("_", "/") + "+/", id="std-alphabet"),
+        pytest.param(lambda t: t + ".", id="four-segments"),
+    ],
+)
+def test_lenient_base64_spellings_are_malformed(service: TokenService, mutate: Any) -> None:
+    token = service.create_access_token("42")
+    assert reason(service, mutate(token)) == "malformed"
+
+
+def test_a_second_spelling_of_the_same_signature_is_refused(service: TokenService) -> None:
+    # A 32-byte HMAC signature is 43 base64url characters: the last one carries 2 unused
+    # bits. Setting them spells the same bytes differently; a lenient decoder accepts it.
+    token = service.create_access_token("42")
+    signature = token.rsplit(".", 1)[1]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    variant = signature[:-1] + alphabet[last | 1 if not last & 1 else last & ~1]
+    assert base64.urlsafe_b64decode(variant + "=") == base64.urlsafe_b64decode(signature + "=")
+    assert reason(service, _with_signature(token, variant)) == "malformed"
+    assert service.decode(token).sub == "42"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param({"alg": "HS256", "b64": False}, id="b64-false"),
+        pytest.param({"alg": "HS256", "crit": ["b64"], "b64": False}, id="crit-b64"),
+    ],
+)
+def test_jws_extensions_are_refused(header: dict[str, Any]) -> None:
+    service = TokenService(secret=SECRET)
+    assert reason(service, hand_signed_hs256(header, payload(iss=None, aud=None))) == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param({"exp": "2099-01-01"}, "malformed", id="exp-text"),
+        pytest.param({"exp": True}, "malformed", id="exp-bool"),
+        pytest.param({"iat": [1]}, "malformed", id="iat-list"),
+        pytest.param({"nbf": "now"}, "malformed", id="nbf-text"),
+        pytest.param({"sub": 42}, "malformed", id="sub-int"),
+        pytest.param({"jti": {"a": 1}}, "malformed", id="jti-object"),
+        pytest.param({"iat": int(time.time()) + 3600}, "not_yet_valid", id="iat-future"),
+        pytest.param({"aud": [AUDIENCE, 7]}, "wrong_audience", id="aud-list-non-string"),
+        pytest.param({"aud": {"x": AUDIENCE}}, "wrong_audience", id="aud-object"),
+        pytest.param({"exp": int(time.time()) + 600.5}, "invalid_claims", id="exp-fraction"),
+    ],
+)
+def test_claim_types(service: TokenService, overrides: dict[str, Any], expected: str) -> None:
+    assert reason(service, hs256(payload(**overrides))) == expected
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_are_malformed(service: TokenService, constant: str) -> None:
+    claims = json.dumps(payload(), separators=(",", ":"))
+    body = b64url(claims.replace('"exp":', f'"exp":{constant},"x":', 1).encode())
+    assert reason(service, hand_signed_hs256({"alg": "HS256"}, body)) == "malformed"
+
+
+def test_audience_on_a_token_for_a_service_without_one_is_refused() -> None:
+    service = TokenService(secret=SECRET)
+    assert reason(service, hs256(payload(iss=None, aud="someone"))) == "wrong_audience"
+    assert service.decode(hs256(payload(iss=None, aud=None))).sub == "42"
+
+
+def test_a_pem_key_as_hmac_secret_is_refused_at_construction(rsa_keys: KeyPair) -> None:
+    with pytest.raises(ValueError, match=r"JWTKey\.asymmetric"):
+        TokenService(secret=rsa_keys.public_pem)
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
+def test_decode_agrees_with_pyjwt(algorithm: str) -> None:
+    # The same token through PyJWT's own decode gives the same claims.
+    secret = "s" * 64
+    service = TokenService(secret=secret, algorithm=algorithm, issuer=ISSUER, audience=AUDIENCE)
+    token = service.create_access_token("42", scopes=["b", "a"], claims={"tenant": "t1"})
+    expected = jwt.decode(token, secret, algorithms=[algorithm], issuer=ISSUER, audience=AUDIENCE)
+    assert service.decode(token).model_dump(exclude_none=True) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"sub":"\xff"}', id="not-utf8"),
+        pytest.param(b"[" * 5_000, id="deeply-nested"),
+        pytest.param(
+            json.dumps(payload(iss=None, aud=None, exp=None)).encode()[:-1] + b', "exp": 1e999}',
+            id="exp-overflows-to-infinity",
+        ),
+    ],
+)
+def test_hostile_payload_bytes_are_malformed(body: bytes) -> None:
+    service = TokenService(secret=SECRET)
+    token = hand_signed_hs256({"alg": "HS256"}, b64url(body))
+    assert len(token) <= 8192
+    assert reason(service, token) == "malformed"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
+import math
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,7 +33,8 @@ class TokenError(Exception):
 
     Reasons: ``malformed``, ``alg_none``, ``algorithm_not_allowed``, ``unknown_kid``,
     ``bad_signature``, ``expired``, ``not_yet_valid``, ``wrong_issuer``,
-    ``wrong_audience``, ``missing_sub``, ``missing_exp``, ``missing_jti``,
+    ``wrong_audience``, ``missing_iss``, ``missing_aud``, ``missing_sub``, ``missing_exp``,
+    ``missing_jti``,
     ``missing_iat``, ``wrong_type``, ``invalid_claims``.
     """
 
@@ -191,7 +197,7 @@ class TokenService:
             if len(key_list) > 1 and (None in kids or len(set(kids)) != len(kids)):
                 raise ValueError("With several keys, each needs its own kid.")
         self.keys = key_list
-        self._by_kid = {k.kid: k for k in key_list}
+        self._verifiers = {k.kid: _verifier(k) for k in key_list}
         self._algorithms = {k.algorithm for k in key_list}
         self._signer = next((k for k in key_list if k.signing_key is not None), None)
         self.access_ttl = _seconds(access_ttl)
@@ -265,65 +271,157 @@ class TokenService:
 
     # --- verifying ---------------------------------------------------------------------------
 
-    def _key_for(self, token: str) -> JWTKey:
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.InvalidTokenError, ValueError):
-            # Bad base64/JSON, an invalid kid or crit header: all malformed.
-            raise TokenError("malformed") from None
+    def _key_for(self, header: dict[str, Any]) -> _Verifier:
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm.lower() == "none":
             raise TokenError("alg_none")
         if algorithm not in self._algorithms:
             raise TokenError("algorithm_not_allowed")
+        if "crit" in header or "b64" in header:
+            # No JWS extension is supported (RFC 7515 4.1.11): refuse rather than ignore.
+            raise TokenError("malformed")
         kid = header.get("kid")
         if kid is None and len(self.keys) == 1:
-            key = self.keys[0]
-        elif isinstance(kid, str) and kid in self._by_kid:
-            key = self._by_kid[kid]
+            verifier = self._verifiers[self.keys[0].kid]
+        elif isinstance(kid, str) and kid in self._verifiers:
+            verifier = self._verifiers[kid]
+        elif kid is not None and not isinstance(kid, str):
+            raise TokenError("malformed")
         else:
             raise TokenError("unknown_kid")
-        if key.algorithm != algorithm:
+        if verifier.algorithm != algorithm:
             # e.g. an HS256 token "signed" with the RS public key: never accepted.
             raise TokenError("algorithm_not_allowed")
-        return key
+        return verifier
 
     def decode(self, token: str, *, expected_type: TokenType = "access") -> TokenClaims:
         """Verify ``token`` and return its claims.
 
+        The compact JWS is parsed once, strictly (base64url without padding, JSON objects),
+        the signature is checked with PyJWT's algorithm for the key the header names, then
+        the registered claims (``exp``, ``nbf``, ``iat``, ``iss``, ``aud``, ``sub``,
+        ``jti``) as PyJWT checks them.
+
         Raises:
             TokenError: With a ``reason`` (see `TokenError`), whatever is wrong.
         """
-        if not isinstance(token, str) or not token or len(token) > 8192 or not token.isascii():
+        if not isinstance(token, str) or len(token) > 8192 or _COMPACT_JWS.fullmatch(token) is None:
             raise TokenError("malformed")
-        key = self._key_for(token)
-        try:
-            payload = jwt.decode(
-                token,
-                key.verification_key,
-                algorithms=[key.algorithm],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["exp", "iat", "sub", "jti"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenError("not_yet_valid") from None
-        except jwt.InvalidIssuerError:
-            raise TokenError("wrong_issuer") from None
-        except jwt.InvalidAudienceError:
-            raise TokenError("wrong_audience") from None
-        except jwt.MissingRequiredClaimError as error:
-            raise TokenError(f"missing_{error.claim}") from None
-        except jwt.InvalidSignatureError:
-            raise TokenError("bad_signature") from None
-        except jwt.InvalidTokenError:
-            raise TokenError("malformed") from None
+        header_segment, payload_segment, signature_segment = token.split(".")
+        header = _json_segment(header_segment)
+        verifier = self._key_for(header)
+        signature = _segment_bytes(signature_segment)
+        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
+        if not verifier.algorithm_impl.verify(signing_input, verifier.key, signature):
+            raise TokenError("bad_signature")
+        payload = _json_segment(payload_segment)
+        self._check_claims(payload)
         if payload.get("type") != expected_type:
             raise TokenError("wrong_type")
         try:
             return TokenClaims.model_validate(payload)
         except ValidationError:
             raise TokenError("invalid_claims") from None
+
+    def _check_claims(self, payload: dict[str, Any]) -> None:
+        """The registered-claim checks of ``jwt.decode`` with this service's options."""
+        for claim in ("exp", "iat", "sub", "jti"):
+            if payload.get(claim) is None:
+                raise TokenError(f"missing_{claim}")
+        now = time.time()
+        leeway = self.leeway
+        iat = _numeric(payload["iat"])
+        if iat > now + leeway:
+            raise TokenError("not_yet_valid")
+        nbf = payload.get("nbf")
+        if nbf is not None and _numeric(nbf) > now + leeway:
+            raise TokenError("not_yet_valid")
+        if _numeric(payload["exp"]) <= now - leeway:
+            raise TokenError("expired")
+        if self.issuer is not None:
+            issuer = payload.get("iss")
+            if issuer is None:
+                raise TokenError("missing_iss")
+            if issuer != self.issuer:
+                raise TokenError("wrong_issuer")
+        audience = payload.get("aud")
+        if self.audience is None:
+            if audience is not None:  # a token meant for a named audience, not for us
+                raise TokenError("wrong_audience")
+        elif audience is None:
+            raise TokenError("missing_aud")
+        elif isinstance(audience, str):
+            if audience != self.audience:
+                raise TokenError("wrong_audience")
+        elif (
+            not isinstance(audience, list)
+            or not all(isinstance(a, str) for a in audience)
+            or self.audience not in audience
+        ):
+            raise TokenError("wrong_audience")
+        if not isinstance(payload["sub"], str) or not isinstance(payload["jti"], str):
+            raise TokenError("malformed")
+
+
+@dataclass(frozen=True)
+class _Verifier:
+    """A key ready to verify: PyJWT's algorithm object and the prepared key, made once."""
+
+    algorithm: str
+    algorithm_impl: Any
+    key: Any
+
+
+def _verifier(key: JWTKey) -> _Verifier:
+    impl = jwt.get_algorithm_by_name(key.algorithm)
+    prepared = key.verification_key
+    if key.algorithm in _HMAC:
+        try:
+            prepared = impl.prepare_key(prepared)
+        except jwt.InvalidKeyError:
+            raise ValueError(
+                "A PEM or SSH key cannot be an HMAC secret; use JWTKey.asymmetric for key pairs."
+            ) from None
+    return _Verifier(key.algorithm, impl, prepared)
+
+
+# Three base64url segments without padding (the signature may be empty); anything else,
+# including whitespace and padding that lenient decoders would skip, is malformed.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def _segment_bytes(segment: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError("malformed") from None
+    # Canonical only: unused trailing bits set would give the same bytes for another
+    # string (a second spelling of one signature).
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
+        raise TokenError("malformed")
+    return raw
+
+
+def _json_segment(segment: str) -> dict[str, Any]:
+    try:
+        value = _JSON.decode(_segment_bytes(segment).decode("utf-8"))
+    except (ValueError, RecursionError):  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise TokenError("malformed") from None
+    if not isinstance(value, dict):
+        raise TokenError("malformed")
+    return value
+
+
+def _not_json(constant: str) -> None:
+    # Python's json reads NaN and Infinity, which are not JSON (RFC 8259).
+    raise ValueError(f"{constant} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_not_json)
+
+
+def _numeric(value: object) -> float:
+    """A NumericDate claim as a number; anything else (bool, text, 1e999) is malformed."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenError("malformed")
+    return value
