@@ -334,14 +334,20 @@ def run_login(args: argparse.Namespace) -> list[Server]:
 
 
 def argon2_label() -> str:
-    from passlib.hash import argon2
+    """The parameters PasswordHasher() really hashes with, read from a hash it made."""
+    import re
 
     from fastkit.auth import PasswordHasher
 
+    hasher = PasswordHasher()
+    stored = hasher.hash("label")
+    found = re.match(r"\$argon2(\w+)\$v=\d+\$m=(\d+),t=(\d+),p=(\d+)\$", stored)
+    if found is None:
+        return f"{stored.split('$')[1]}, in worker threads"
+    kind, memory, rounds, lanes = found.groups()
     return (
-        f"argon2{argon2.type} m={argon2.memory_cost // 1024} MiB t={argon2.default_rounds} "
-        f"p={argon2.parallelism}, in worker threads, at most "
-        f"{PasswordHasher().max_concurrency} hashes at once"
+        f"argon2{kind} m={int(memory) // 1024} MiB t={rounds} p={lanes}, in worker threads, "
+        f"at most {hasher.max_concurrency} hashes at once"
     )
 
 

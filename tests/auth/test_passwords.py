@@ -281,3 +281,24 @@ def test_dummy_verify_costs_about_one_real_verify() -> None:
     real = _best_of(5, lambda: hasher.verify("wrong password", stored))
     dummy = _best_of(5, hasher.dummy_verify)
     assert real / 3 < dummy < real * 3, (real, dummy)
+
+
+def test_argon2_hashes_use_one_lane_and_older_lane_counts_are_upgraded() -> None:
+    hasher = fast_hasher()
+    assert ",p=1$" in hasher.hash("correct horse")
+    four_lanes = fast_hasher(argon2__parallelism=4).hash("correct horse")
+    assert ",p=4$" in four_lanes
+    ok, new_hash = hasher.verify_and_update("correct horse", four_lanes)
+    assert ok
+    assert new_hash is not None
+    assert ",p=1$" in new_hash
+    assert hasher.verify("correct horse", new_hash)
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(None, 1), (1, 1), (2, 1), (4, 3), (16, 4)])
+def test_default_concurrency_leaves_a_core_for_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, expected: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert fast_hasher().max_concurrency == expected
+    assert fast_hasher(max_concurrency=8).max_concurrency == 8

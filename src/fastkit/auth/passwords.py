@@ -29,9 +29,12 @@ class PasswordHasher:
 
     Args:
         schemes: passlib scheme names; the first is the default.
-        max_concurrency: Hashes computed at once by the async methods (default: CPU count,
-            at most 4).
+        max_concurrency: Hashes computed at once by the async methods (default: one less
+            than the CPU count, at least 1 and at most 4, so a core stays free for the event
+            loop).
         **context_options: Passed to ``CryptContext`` (e.g. ``argon2__time_cost=3``).
+            argon2 defaults to one lane (``argon2__parallelism=1``) and passlib's other
+            costs (64 MiB, 3 passes).
 
     Raises:
         ValueError: If ``schemes`` is empty or names an unknown scheme, or
@@ -61,8 +64,15 @@ class PasswordHasher:
             )
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}.")
+        if "argon2" in schemes:
+            # One lane: argon2 runs a thread per lane, so passlib's 4 lanes per hash would
+            # take every core of a small server and starve the event loop's thread. The
+            # other costs stay (64 MiB, 3 passes); existing p=4 hashes still verify and are
+            # re-hashed on login by verify_and_update.
+            context_options.setdefault("argon2__parallelism", 1)
         self.context = CryptContext(schemes=list(schemes), deprecated="auto", **context_options)
-        self.max_concurrency = max_concurrency or min(4, os.cpu_count() or 1)
+        # One core stays free for the event loop.
+        self.max_concurrency = max_concurrency or max(1, min(4, (os.cpu_count() or 1) - 1))
         self._limiter: anyio.CapacityLimiter | None = None
         # A real hash of a random password, for dummy_verify().
         self._dummy_hash = self.context.hash(secrets.token_urlsafe(16))
