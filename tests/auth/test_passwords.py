@@ -216,7 +216,7 @@ async def test_averify_never_runs_more_than_max_concurrency_at_once(
 ) -> None:
     hasher = fast_hasher(max_concurrency=2)
     stored = hasher.hash(PASSWORD)
-    original = hasher.context.verify_and_update
+    original = hasher.context.verify
     lock = threading.Lock()
     active = peak = calls = 0
 
@@ -233,8 +233,8 @@ async def test_averify_never_runs_more_than_max_concurrency_at_once(
             with lock:
                 active -= 1
 
-    # averify -> verify -> verify_and_update -> context.verify_and_update
-    monkeypatch.setattr(hasher.context, "verify_and_update", counting)
+    # averify -> verify -> context.verify
+    monkeypatch.setattr(hasher.context, "verify", counting)
     results: list[bool] = []
 
     async def one() -> None:
@@ -302,3 +302,22 @@ def test_default_concurrency_leaves_a_core_for_the_event_loop(
     monkeypatch.setattr("os.cpu_count", lambda: cpus)
     assert fast_hasher().max_concurrency == expected
     assert fast_hasher(max_concurrency=8).max_concurrency == 8
+
+
+def test_verify_does_not_spend_a_second_hash_on_an_old_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hasher = fast_hasher()
+    old = bcrypt.hashpw(b"correct horse", bcrypt.gensalt(rounds=4)).decode()
+    calls: list[str] = []
+    original = hasher.context.hash
+    monkeypatch.setattr(
+        hasher.context, "hash", lambda *a, **k: calls.append("hash") or original(*a, **k)
+    )
+    assert hasher.verify("correct horse", old)
+    assert not hasher.verify("wrong", old)
+    assert calls == []  # verify_and_update is the one that re-hashes
+    ok, new_hash = hasher.verify_and_update("correct horse", old)
+    assert ok
+    assert new_hash is not None
+    assert new_hash.startswith("$argon2id$")

@@ -95,8 +95,17 @@ class PasswordHasher:
         return str(self.context.hash(password))
 
     def verify(self, password: str, hashed: str) -> bool:
-        """True if ``password`` matches ``hashed``; False for any malformed input."""
-        return self.verify_and_update(password, hashed)[0]
+        """True if ``password`` matches ``hashed``; False for any malformed input.
+
+        Unlike `verify_and_update`, never computes a new hash for an old scheme.
+        """
+        if not password or not hashed:
+            return False
+        try:
+            return bool(self.context.verify(password, hashed))
+        except (UnknownHashError, ValueError, TypeError):
+            # Unknown or corrupt hash, or bcrypt's 72-byte limit: a mismatch, not a crash.
+            return False
 
     def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """Verify, and return a new hash when ``hashed`` uses a deprecated scheme.
