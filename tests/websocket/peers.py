@@ -23,11 +23,14 @@ POLL = 0.01
 class Peer:
     """The client end of one websocket: what the app sent it, and how it behaves."""
 
-    def __init__(self, *, stall: bool = False, fail: bool = False) -> None:
+    def __init__(
+        self, *, stall: bool = False, fail: bool = False, stall_close: bool = False
+    ) -> None:
         self.to_app: asyncio.Queue[Message] = asyncio.Queue()
         self.to_app.put_nowait({"type": "websocket.connect"})
         self.sent: list[Message] = []
         self.stall = stall
+        self.stall_close = stall_close  # its close frame waits too, as behind a full window
         self.fail = fail
         self.released = asyncio.Event()  # a stalled peer reads again once set
         scope = {
@@ -49,6 +52,8 @@ class Peer:
                 raise OSError("Connection reset by peer")  # uvicorn's ClientDisconnected
             if self.stall:
                 await self.released.wait()
+        elif message["type"] == "websocket.close" and self.stall_close:
+            await self.released.wait()
         self.sent.append(message)
 
     def say(self, text: str) -> None:

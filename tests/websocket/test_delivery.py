@@ -1,7 +1,7 @@
 """ConnectionManager delivery and lifecycle, step by step, on server-less Starlette websockets.
 
 Stalled, timed-out and vanished clients; duplicate ids (also two connecting at once);
-and the known bugs, as strict xfails that say what is wrong (remove the marker once fixed).
+and the bugs that used to slip through (each test names what went wrong).
 """
 
 from __future__ import annotations
@@ -89,14 +89,9 @@ async def test_a_duplicate_client_id_is_refused_with_1008_before_accept() -> Non
         await eventually(lambda: first.frames == ["still yours"])
 
 
-# --- known bugs ----------------------------------------------------------------------------
+# --- lifecycle races and cancellation ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: connect() checks the id, then awaits accept(), then registers; two "
-    "handshakes with one id in that window are both admitted",
-)
 async def test_two_concurrent_connects_with_one_id_admit_only_one() -> None:
     manager = ConnectionManager()
     a, b = Peer(), Peer()
@@ -123,11 +118,6 @@ async def test_two_concurrent_connects_with_one_id_admit_only_one() -> None:
     assert accepted.count(True) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: join() on a connection the manager already closed leaves its id in the "
-    "room; the next broadcast to the room raises KeyError",
-)
 async def test_join_after_the_manager_closed_the_connection_is_harmless() -> None:
     manager = ConnectionManager(queue_size=1, send_timeout=60)
     slow, ann = Peer(stall=True), Peer()
@@ -145,11 +135,6 @@ async def test_join_after_the_manager_closed_the_connection_is_harmless() -> Non
         assert manager.clients("late") == ["ann"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: an exception inside `async with manager.connect()` closes with 1000 "
-    "(normal closure); 1011 (internal error) tells the client the truth",
-)
 async def test_an_exception_inside_connect_closes_with_1011() -> None:
     manager = ConnectionManager()
     peer = Peer()
@@ -160,11 +145,6 @@ async def test_an_exception_inside_connect_closes_with_1011() -> None:
     assert peer.close_code == 1011
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: _close() awaits the writer task directly and the writer swallows "
-    "CancelledError, so cancelling a task inside _close (e.g. stop()) is lost",
-)
 async def test_stop_can_be_cancelled() -> None:
     manager = ConnectionManager(send_timeout=60)
     slow = Peer(stall=True)
@@ -176,3 +156,48 @@ async def test_stop_can_be_cancelled() -> None:
         stopping.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(stopping, 10)
+
+
+async def test_a_dropped_client_gets_its_close_frame_once_it_reads_again() -> None:
+    # Behind a full TCP window the close frame waits like any frame; the handler waits for
+    # it (up to close_timeout) rather than return and let the server cut the socket first.
+    manager = ConnectionManager(queue_size=1, send_timeout=60, close_timeout=10)
+    slow = Peer(stall=True, stall_close=True)
+    task = asyncio.create_task(serve(manager, slow, "slow"))
+    await eventually(lambda: manager.clients() == ["slow"])
+    for n in range(3):  # one in its send, one queued, the third overflows
+        await manager.broadcast(n)
+        await asyncio.sleep(0.01)
+    await eventually(lambda: manager.clients() == [])
+    await asyncio.sleep(0.3)
+    assert not task.done()  # still owed its close frame
+    assert slow.close_code is None
+    slow.released.set()  # the client reads again
+    await asyncio.wait_for(task, 5)
+    assert slow.close_code == CLOSE_TOO_SLOW
+
+
+async def test_a_client_that_never_reads_again_is_abandoned_after_close_timeout() -> None:
+    manager = ConnectionManager(queue_size=1, send_timeout=60, close_timeout=0.2)
+    slow = Peer(stall=True, stall_close=True)
+    task = asyncio.create_task(serve(manager, slow, "slow"))
+    await eventually(lambda: manager.clients() == ["slow"])
+    started = asyncio.get_running_loop().time()
+    for n in range(3):
+        await manager.broadcast(n)
+        await asyncio.sleep(0.01)
+    conn = await asyncio.wait_for(task, 5)  # the handler ends: the server closes the socket
+    assert asyncio.get_running_loop().time() - started < 2
+    assert conn.closed
+    assert slow.close_code is None  # never sent: the client never read
+    assert len(manager) == 0
+    slow.released.set()
+
+
+async def test_a_single_room_given_as_a_string_is_one_room() -> None:
+    manager = ConnectionManager()
+    peer = Peer()
+    async with manager.connect(peer.websocket, client_id="ann", rooms="lobby"):
+        assert manager.rooms() == ["lobby"]
+        assert manager.clients("lobby") == ["ann"]
+    assert manager.rooms() == []

@@ -151,12 +151,6 @@ async def test_a_stalled_client_is_dropped_while_live_clients_get_every_broadcas
         ), log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: uvicorn's send() waits while the transport is paused and _close() "
-    "cancels the close after 1 s: a stalled client that reads later gets every buffered "
-    "frame, then nothing, and stays connected (unregistered) with no close frame",
-)
 async def test_a_stalled_client_gets_a_1008_or_1011_close_once_it_reads(
     server: Server, http: httpx.AsyncClient
 ) -> None:

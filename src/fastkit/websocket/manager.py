@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -72,6 +73,7 @@ class Connection:
         self.rooms: set[str] = set()
         self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=queue_size)
         self.writer: asyncio.Task[None] | None = None
+        self.closer: asyncio.Task[None] | None = None  # sends the close frame, see _drop
         self.closed = False
         self.close_code = 1000
         # Set when the manager drops the connection: wakes a handler waiting in receive_json
@@ -97,6 +99,9 @@ class ConnectionManager:
         send_timeout: Seconds one send may take before the client is dropped.
         queue_size: Messages queued per client before it counts as stalled.
         max_message_bytes: Largest incoming message `receive_json` accepts (else 1009).
+        close_timeout: Seconds the close frame of a dropped client may wait for the client
+            to read its buffered messages; after that the handler returns and the server
+            closes the socket without it.
 
     Raises:
         ValueError: If a size or timeout is not positive.
@@ -120,17 +125,28 @@ class ConnectionManager:
         send_timeout: float = 5.0,
         queue_size: int = 256,
         max_message_bytes: int = 64 * 1024,
+        close_timeout: float = 10.0,
     ) -> None:
-        if send_timeout <= 0 or queue_size < 1 or max_message_bytes < 1:
+        # "not x > 0" also refuses NaN, which every comparison would let through.
+        if (
+            not send_timeout > 0
+            or not close_timeout > 0
+            or not queue_size >= 1
+            or not max_message_bytes >= 1
+        ):
             raise ValueError(
-                "send_timeout, queue_size and max_message_bytes must be positive, "
-                "e.g. send_timeout=5.0, queue_size=256, max_message_bytes=65536."
+                "send_timeout, close_timeout, queue_size and max_message_bytes must be "
+                "positive, e.g. send_timeout=5.0, close_timeout=10.0, queue_size=256, "
+                "max_message_bytes=65536."
             )
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.send_timeout = send_timeout
         self.queue_size = queue_size
         self.max_message_bytes = max_message_bytes
+        self.close_timeout = close_timeout
         self._connections: dict[str, Connection] = {}
+        self._handshaking: set[str] = set()  # ids between the id check and registration
+        self._closers: set[asyncio.Task[None]] = set()  # referenced until they finish
         self._rooms: dict[str, set[str]] = {}
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -145,9 +161,14 @@ class ConnectionManager:
                 self._started = True
 
     async def stop(self) -> None:
-        """Close every connection and stop the broker (call it at shutdown)."""
-        for conn in list(self._connections.values()):
-            await self._close(conn, 1001)
+        """Close every connection with 1001 and stop the broker (call it at shutdown).
+
+        Waits for the close frames (each at most ``close_timeout``); cancelling ``stop``
+        stops the waiting, not the closing.
+        """
+        closers = [self._drop(conn, 1001) for conn in list(self._connections.values())]
+        if closers:
+            await asyncio.shield(asyncio.gather(*closers))
         if self._started:
             await self.broker.stop()
             self._started = False
@@ -171,26 +192,42 @@ class ConnectionManager:
         """
         await self.start()
         client_id = client_id or uuid.uuid4().hex
-        if client_id in self._connections:
+        if client_id in self._connections or client_id in self._handshaking:
             # Refused at the handshake, like a failed auth: FastAPI closes it with 1008.
             raise WebSocketException(1008, reason="client id already connected")
-        await websocket.accept(subprotocol=subprotocol)
+        rooms = (rooms,) if isinstance(rooms, str) else tuple(rooms)
+        # Reserved across the accept: a second handshake with this id is refused meanwhile.
+        self._handshaking.add(client_id)
+        try:
+            await websocket.accept(subprotocol=subprotocol)
+        finally:
+            self._handshaking.discard(client_id)
         conn = Connection(websocket, client_id, self.queue_size)
         self._connections[client_id] = conn
         for room in rooms:
             self.join(conn, room)
         conn.writer = asyncio.create_task(self._write(conn), name=f"fastkit-ws-{client_id}")
+        code = 1000
         try:
             yield conn
         except WebSocketDisconnect:
             pass  # the client left: nothing to report
+        except Exception:
+            code = 1011  # internal error: the handler failed
+            raise
         finally:
-            await self._close(conn, 1000)
+            closer = self._drop(conn, code)
+            # Shielded from anyio cancellation (a cancelled task group or scope), whose
+            # every await would otherwise fail at once and lose the close frame; bounded.
+            with anyio.CancelScope(shield=True):
+                await asyncio.shield(closer)
 
     # --- registry ----------------------------------------------------------------------------
 
     def join(self, conn: Connection, room: str) -> None:
-        """Add ``conn`` to ``room``."""
+        """Add ``conn`` to ``room`` (nothing happens once ``conn`` is closed)."""
+        if conn.closed:
+            return
         conn.rooms.add(room)
         self._rooms.setdefault(room, set()).add(conn.id)
 
@@ -247,16 +284,17 @@ class ConnectionManager:
             logger.warning("Ignoring a malformed broker message")
             return
         if op == "send":
-            conn = self._connections.get(str(envelope.get("to")))
-            targets = [conn] if conn is not None else []
+            ids: Iterable[str] = [str(envelope.get("to"))]
+            excluded: set[str] = set()
         elif op == "broadcast":
             room, excluded = envelope.get("room"), set(envelope.get("exclude") or ())
-            ids = self._connections if room is None else self._rooms.get(room, set())
-            targets = [self._connections[i] for i in list(ids) if i not in excluded]
+            ids = list(self._connections if room is None else self._rooms.get(room, ()))
         else:
             return
-        for conn in targets:
-            self._enqueue(conn, frame)
+        for client_id in ids:
+            conn = self._connections.get(client_id)
+            if conn is not None and client_id not in excluded:
+                self._enqueue(conn, frame)
 
     def _enqueue(self, conn: Connection, frame: Frame) -> None:
         if conn.closed:
@@ -265,7 +303,7 @@ class ConnectionManager:
             conn.queue.put_nowait(frame)
         except asyncio.QueueFull:
             logger.warning("Closing websocket %s: its queue is full (it does not read)", conn.id)
-            asyncio.get_running_loop().create_task(self._close(conn, CLOSE_TOO_SLOW))
+            self._drop(conn, CLOSE_TOO_SLOW)
 
     async def _write(self, conn: Connection) -> None:
         websocket = conn.websocket
@@ -280,19 +318,26 @@ class ConnectionManager:
                     await _with_timeout(coro, self.send_timeout)
                 except (TimeoutError, asyncio.TimeoutError):
                     logger.warning("Closing websocket %s: a send timed out", conn.id)
-                    asyncio.get_running_loop().create_task(self._close(conn, CLOSE_SEND_TIMEOUT))
+                    self._drop(conn, CLOSE_SEND_TIMEOUT)
                     return
                 except Exception:
                     # Gone without a close frame, or closed meanwhile: drop it.
-                    asyncio.get_running_loop().create_task(self._close(conn, 1006, send=False))
+                    self._drop(conn, 1006, send=False)
                     return
         except asyncio.CancelledError:
             pass
 
-    async def _close(self, conn: Connection, code: int, *, send: bool = True) -> None:
-        """Unregister ``conn``, stop its writer and close its socket; safe to call twice."""
-        if conn.closed:
-            return
+    def _drop(self, conn: Connection, code: int, *, send: bool = True) -> asyncio.Task[None]:
+        """Unregister ``conn`` now; return the task that stops its writer and closes it.
+
+        Safe to call again: later calls return the first call's task. The close frame
+        is sent from that task, which nobody cancels: a client that stopped reading may
+        only take it once it reads again (the server's send waits meanwhile), up to
+        ``close_timeout``. The handler, woken through ``conn.dropped``, waits for it in
+        `connect` before returning, so the server does not cut the socket first.
+        """
+        if conn.closer is not None:
+            return conn.closer
         conn.closed = True
         conn.close_code = code
         conn.dropped.set()
@@ -303,12 +348,31 @@ class ConnectionManager:
         writer = conn.writer
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+        closer = asyncio.get_running_loop().create_task(
+            self._finish_close(conn, code, send, writer), name=f"fastkit-ws-close-{conn.id}"
+        )
+        conn.closer = closer
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
+        return closer
+
+    async def _finish_close(
+        self, conn: Connection, code: int, send: bool, writer: asyncio.Task[None] | None
+    ) -> None:
+        if writer is not None and not writer.done():
+            await asyncio.wait({writer})  # it was cancelled, or is returning
         websocket = conn.websocket
         if send and websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(websocket.close(code=code), 1.0)
+            try:
+                await _with_timeout(websocket.close(code=code), self.close_timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                logger.info("Websocket %s did not take its close frame in time", conn.id)
+            except Exception:
+                pass  # gone meanwhile: nothing to close
+
+    async def _close(self, conn: Connection, code: int) -> None:
+        """`_drop`, then wait for the close (cancelling this wait leaves the close going)."""
+        await asyncio.shield(self._drop(conn, code))
 
     # --- receiving ---------------------------------------------------------------------------
 
