@@ -66,6 +66,17 @@ def async_app(db: Database) -> FastAPI:
         _fail_after_write(body.fail)
         return {"name": body.name}
 
+    @app.get("/children/{child_id}")
+    async def read_child(child_id: int, session: db.Session) -> dict[str, str | None]:
+        child = await session.get(Child, child_id)
+        return {"name": child.name if child else None}
+
+    @app.get("/children/by-name/{name}")
+    async def read_child_by_text_id(name: str, session: db.Session) -> dict[str, int]:
+        # A text value compared with an integer column: PostgreSQL refuses it (DataError).
+        found = await session.execute(text("SELECT id FROM child WHERE id = :v"), {"v": name})
+        return {"rows": len(found.all())}
+
     @app.post("/children/defer-pragma", status_code=201)
     async def create_child_pragma(body: ChildIn, session: db.Session) -> dict[str, str]:
         await session.execute(text("PRAGMA defer_foreign_keys=ON"))
@@ -111,6 +122,11 @@ def sync_app(db: SyncDatabase) -> FastAPI:
             session.flush()
         _fail_after_write(body.fail)
         return {"name": body.name}
+
+    @app.get("/children/{child_id}")
+    def read_child(child_id: int, session: db.Session) -> dict[str, str | None]:
+        child = session.get(Child, child_id)
+        return {"name": child.name if child else None}
 
     @app.get("/session-id")
     def session_id(session: db.Session) -> dict[str, int]:
@@ -217,6 +233,30 @@ def test_sqlite_defer_foreign_keys_pragma(
     response = aclient.post("/children/defer-pragma", json={"parent_id": 42, "name": "late"})
     assert (response.status_code, response.json()) == (409, CONFLICT)
     assert names(sdb) == []
+
+
+@pytest.mark.parametrize("child_id", [2**63, -(2**63) - 1, 10**30])
+def test_an_id_too_large_for_the_database_is_400_not_500(client: TestClient, child_id: int) -> None:
+    response = client.get(f"/children/{child_id}")
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "code": 400,
+        "message": "A value is out of range or invalid for the database",
+        "data": None,
+    }
+    assert client.get("/children/12345").json() == {"name": None}  # in range: found nothing
+
+
+def test_text_the_database_cannot_read_as_its_type_is_400(
+    aclient: TestClient,
+    target: Target,  # noqa: F811
+) -> None:
+    response = aclient.get("/children/by-name/not-a-number")
+    if target.kind == "sqlite":  # SQLite compares across types: no error, no row
+        assert response.json() == {"rows": 0}
+    else:
+        assert response.status_code == 400, response.text
+        assert "not-a-number" not in response.text
 
 
 def test_unique_violation_is_409_naming_no_sql(client: TestClient, sdb: SyncDatabase) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends
 
 from fastkit._compat import MissingDependencyError, require
-from fastkit.errors import Conflict, ServiceUnavailable
+from fastkit.errors import BadRequest, Conflict, ServiceUnavailable
 
 require("sqlalchemy", "sqlalchemy")
 
@@ -73,6 +73,7 @@ logger = logging.getLogger("fastkit.db")
 
 DATABASE_UNAVAILABLE = "Database unavailable"
 INTEGRITY_CONFLICT = "The request conflicts with existing data"
+VALUE_REJECTED = "A value is out of range or invalid for the database"
 
 # Drivers, by the extra that installs them.
 _DRIVER_EXTRAS = {
@@ -95,17 +96,43 @@ def _raised_by_database(error: BaseException) -> bool:
     return False
 
 
+def _driver_refused_value(error: exc.DBAPIError) -> bool:
+    """A value the driver or server refused as data (SQLSTATE class 22, or a ValueError).
+
+    asyncpg reports a parameter it cannot encode (``invalid input for query argument``,
+    e.g. out of int32 range) with its ``DataError`` (SQLSTATE 22000), which SQLAlchemy
+    wraps as a plain ``DBAPIError``.
+    """
+    for candidate in (error.orig, error.orig.__cause__ if error.orig is not None else None):
+        if isinstance(candidate, (ValueError, OverflowError)):
+            return True
+        sqlstate = getattr(candidate, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+            return True
+    return False
+
+
 def translate_error(error: BaseException) -> BaseException:
     """Map a database error to the `AppError` the client should see.
 
-    ``IntegrityError`` becomes `Conflict` (409); connection problems
-    (``OperationalError``, ``InterfaceError``, disconnects, pool and driver timeouts,
-    refused connections) become `ServiceUnavailable` (503, "Database unavailable").
+    ``IntegrityError`` becomes `Conflict` (409); a value the database cannot take
+    (``DataError``: out of range, invalid text for the column's type; or a Python int too
+    large for the driver, such as ``/items/99999999999999999999``) becomes `BadRequest`
+    (400; bound your parameters, e.g. ``Path(le=2**31 - 1)``, to answer 422 before the
+    query instead); connection problems (``OperationalError``,
+    ``InterfaceError``, disconnects, pool and driver timeouts, refused connections) become
+    `ServiceUnavailable` (503, "Database unavailable").
     Anything else is returned unchanged. The messages name no SQL and no values; raise the
     result ``from`` the original so it stays chained for the logs.
     """
     if isinstance(error, exc.IntegrityError):
         return Conflict(INTEGRITY_CONFLICT)
+    if isinstance(error, exc.DataError) or (
+        isinstance(error, OverflowError) and _raised_by_database(error)
+    ):
+        return BadRequest(VALUE_REJECTED)
+    if isinstance(error, exc.DBAPIError) and _driver_refused_value(error):
+        return BadRequest(VALUE_REJECTED)
     if isinstance(
         error,
         (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError),
