@@ -425,6 +425,35 @@ def test_openapi_documents_problem_validation_body(problem: TestClient) -> None:
     assert problem.get("/openapi.json").json() == openapi
 
 
+@pytest.mark.parametrize("style", ["envelope", "problem"])
+def test_openapi_documents_the_error_body_of_every_operation(style: str) -> None:
+    app = FastAPI()
+    install_exception_handlers(app, style=style)  # type: ignore[arg-type]
+
+    @app.get("/plain")
+    async def plain() -> dict[str, int]:
+        return {"n": 1}
+
+    @app.get("/own", responses={404: {"description": "No such thing"}})
+    async def own() -> dict[str, int]:
+        return {"n": 1}
+
+    openapi = TestClient(app).get("/openapi.json").json()
+    body = openapi["components"]["schemas"]["ErrorResponse"]
+    required = {"code", "message", "data"} if style == "envelope" else {"type", "title", "status"}
+    assert set(body["required"]) == required
+    media = "application/json" if style == "envelope" else "application/problem+json"
+    for path in ("/plain", "/own"):
+        responses = openapi["paths"][path]["get"]["responses"]
+        for code in ("4XX", "5XX"):
+            assert responses[code]["content"] == {
+                media: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+            }
+        assert "401" not in responses  # no token required
+    own_404 = openapi["paths"]["/own"]["get"]["responses"]["404"]
+    assert own_404 == {"description": "No such thing"}  # what the app wrote stays
+
+
 def test_http_exception_205_has_no_body() -> None:
     app = build_app()
 

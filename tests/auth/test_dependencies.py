@@ -291,3 +291,28 @@ def test_openapi_has_the_oauth2_password_flow(client: TestClient) -> None:
     login = paths["/auth/token"]["post"]
     assert "security" not in login
     assert list(login["requestBody"]["content"]) == ["application/x-www-form-urlencoded"]
+
+
+def test_openapi_documents_401_and_403_where_tokens_and_scopes_are_required(
+    client: TestClient,
+) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+
+    def documented(path: str, method: str) -> dict[str, Any]:
+        responses: dict[str, Any] = paths[path][method]["responses"]
+        return {
+            code: answer["content"]["application/json"]["schema"]
+            for code, answer in responses.items()
+            if code in {"401", "403", "4XX", "5XX"}
+        }
+
+    assert documented("/me", "get") == {"401": error, "4XX": error, "5XX": error}
+    assert documented("/items", "post") == {
+        "401": error,
+        "403": error,
+        "4XX": error,
+        "5XX": error,
+    }
+    # The login form needs no token: a wrong password is one of its 4XX answers.
+    assert documented("/auth/token", "post") == {"4XX": error, "5XX": error}
