@@ -190,6 +190,28 @@ async def test_redis_store_with_a_ready_client(redis_prefix: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_check_survives_its_connection_being_killed(redis_prefix: str) -> None:
+    # A Redis restart or CLIENT KILL leaves a dead connection in the pool: the next check
+    # must not answer 503 for that alone (it is tried once more on a new connection).
+    assert REDIS_URL is not None
+    store = RedisRevocationStore(REDIS_URL, prefix=redis_prefix)
+    admin = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await store.revoke("jti-1", int(time.time()) + 60)
+        assert await store.is_revoked("jti-1") is True
+        await store.client.client_setname("fastkit-test-victim")
+        victims = [c for c in await admin.client_list() if c["name"] == "fastkit-test-victim"]
+        assert victims
+        for victim in victims:
+            await admin.client_kill_filter(_id=victim["id"])
+        assert await store.is_revoked("jti-1") is True
+        assert await store.is_revoked("jti-2") is False
+    finally:
+        await admin.aclose()
+        await store.aclose()
+
+
+@pytest.mark.anyio
 async def test_redis_entries_expire(redis_prefix: str) -> None:
     assert REDIS_URL is not None
     store = RedisRevocationStore(REDIS_URL, prefix=redis_prefix)

@@ -97,7 +97,7 @@ def test_every_snippet_is_included_in_a_page() -> None:
 
 
 def test_every_include_is_a_python_block() -> None:
-    # benchmarks.md's includes of bench/results/*.md are Markdown (test_snippets_middleware.py).
+    # The includes of bench/results/*.md (benchmarks.md, reliability.md) are Markdown.
     for page in DOCS.glob("*.md"):
         lines = page.read_text(encoding="utf-8").splitlines()
         for number, line in enumerate(lines):

@@ -71,7 +71,9 @@ class RedisRevocationStore:
     """Revoked ids in Redis (``SET key 1 NX EX ttl``), shared by every worker and machine.
 
     Checks **fail closed**: if Redis cannot be reached, `is_revoked` and `revoke` raise
-    `ServiceUnavailable` (503) instead of letting a possibly revoked token through.
+    `ServiceUnavailable` (503) instead of letting a possibly revoked token through. A check
+    whose pooled connection was dropped (a Redis restart, ``CLIENT KILL``) is tried once more
+    on a new connection first; a revocation is not (a retried ``SET NX`` could misreport).
 
     Args:
         url: ``redis://host:6379/0`` (or ``rediss://``).
@@ -100,6 +102,7 @@ class RedisRevocationStore:
             OSError,
             TimeoutError,
         )
+        self._dropped: type[BaseException] = redis.ConnectionError
         if client is None:
             client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.client = client
@@ -117,12 +120,23 @@ class RedisRevocationStore:
     async def is_revoked(self, *ids: str) -> bool:
         if not ids:
             return False
-        try:
-            found = await self.client.exists(*(self.prefix + jti for jti in ids))
-        except self._errors as error:
-            logger.error("Redis unreachable while checking a token: %r", error)
-            raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
-        return bool(found)
+        keys = [self.prefix + jti for jti in ids]
+        for attempt in (1, 2):
+            try:
+                found = await self.client.exists(*keys)
+            except self._dropped as error:
+                # A pooled connection that Redis dropped (restart, failover, CLIENT KILL,
+                # idle timeout) fails its next command: a read is safe to try once more,
+                # on a new connection, before answering 503.
+                if attempt == 1:
+                    continue
+                logger.error("Redis unreachable while checking a token: %r", error)
+                raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
+            except self._errors as error:
+                logger.error("Redis unreachable while checking a token: %r", error)
+                raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
+            return bool(found)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         """Close the client's connections."""
