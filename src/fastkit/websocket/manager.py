@@ -379,8 +379,9 @@ class ConnectionManager:
     async def receive_json(self, conn: Connection) -> Any:
         """The next JSON message from ``conn``.
 
-        A malformed message is answered with an error frame
-        ``{"type": "error", "error": "Malformed JSON"}`` and skipped (the connection stays);
+        A malformed message (not JSON, or nested too deeply to parse) is answered with an
+        error frame ``{"type": "error", "error": "Malformed JSON"}`` and skipped (the
+        connection stays);
         one over ``max_message_bytes`` closes the connection with 1009.
 
         Raises:
@@ -399,7 +400,7 @@ class ConnectionManager:
                 raise WebSocketDisconnect(CLOSE_MESSAGE_TOO_BIG)
             try:
                 return json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: too deep
                 self._enqueue(conn, ("text", '{"type":"error","error":"Malformed JSON"}'))
 
     async def _next_message(self, conn: Connection) -> Any:
