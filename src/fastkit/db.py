@@ -533,9 +533,23 @@ def _python_type(column: Any) -> type | None:
 def _with_tie_breaker(
     stmt: Select[Any], descriptions: Sequence[Mapping[str, Any]]
 ) -> tuple[Select[Any], list[tuple[Any, bool]]]:
-    """Make the order total: append the entity's primary key when it is not sorted by."""
+    """Make the order total: append the entity's primary key when it is not sorted by.
+
+    For ``select(Item)`` always (no ORDER BY pages by the key). For columns that all belong
+    to one entity (``select(Item.name, Item.score).order_by(Item.score)``) unless the
+    statement has GROUP BY or DISTINCT (its rows are then not the entity's), and, for
+    several columns, only with an ORDER BY: the key is sorted by and read as a hidden cursor
+    key, not added to the items.
+    """
     keys = _order_keys(stmt)
-    entity = descriptions[0].get("entity") if len(descriptions) == 1 else None
+    entities = {d.get("entity") for d in descriptions}
+    entity = entities.pop() if len(entities) == 1 else None
+    whole = len(descriptions) == 1 and descriptions[0].get("expr") is entity
+    grouped = bool(getattr(stmt, "_group_by_clauses", ())) or bool(
+        getattr(stmt, "_distinct", False)
+    )
+    if not whole and (grouped or (len(descriptions) > 1 and not keys)):
+        entity = None
     mapper = getattr(entity, "__mapper__", None)
     if mapper is not None:
         sorted_by = {(getattr(c, "table", None), _key_name(c)) for c, _ in keys}
@@ -561,10 +575,12 @@ def _keyset_condition(keys: list[tuple[Any, bool]], values: list[Any]) -> Any:
         # Bound with the column's type, so custom types convert the value as they store it.
         right = tuple_(*(literal(v, type_=c.type) for (c, _), v in zip(keys, values, strict=True)))
         return left < right if directions == {True} else left > right
+    # Bound with the column's type here too: a bare True/False cannot take < or >.
+    bound = [literal(v, type_=c.type) for (c, _), v in zip(keys, values, strict=True)]
     clauses = []
     for i, (column, descending) in enumerate(keys):
-        equal = [keys[j][0] == values[j] for j in range(i)]
-        clauses.append(and_(*equal, column < values[i] if descending else column > values[i]))
+        equal = [keys[j][0] == bound[j] for j in range(i)]
+        clauses.append(and_(*equal, column < bound[i] if descending else column > bound[i]))
     return or_(*clauses)
 
 
