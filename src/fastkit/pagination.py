@@ -263,9 +263,14 @@ def _b64decode(text: str) -> bytes:
     if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
         raise InvalidCursor("Invalid cursor: not base64url.")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise InvalidCursor("Invalid cursor: not base64url.") from None
+    # One spelling only: set unused trailing bits would give another string for the same
+    # bytes, i.e. a changed signed cursor that still passes.
+    if _b64encode(raw) != text:
+        raise InvalidCursor("Invalid cursor: not base64url.")
+    return raw
 
 
 def _encode_value(value: Any) -> list[Any]:
@@ -326,14 +331,15 @@ class _EnumValue:
         self.value = value
 
 
-def _decode_value(item: Any) -> Any:
+def _decode_value(item: Any, *, enum_ok: bool = True) -> Any:
     if not isinstance(item, list) or not item or not isinstance(item[0], str):
         raise ValueError("bad value")
     tag = item[0]
     if tag == "n" and len(item) == 1:
         return None
-    if tag == "e" and len(item) == 2:
-        return _EnumValue(_decode_value(item[1]))
+    if tag == "e" and len(item) == 2 and enum_ok:
+        # One level: an enum's value is a plain value, never another enum.
+        return _EnumValue(_decode_value(item[1], enum_ok=False))
     decoder = _DECODERS.get(tag)
     if decoder is None or len(item) != 2:
         raise ValueError("bad value")
@@ -353,8 +359,7 @@ def encode_cursor(
     """
     payload = json.dumps(
         {"k": [_encode_value(v) for v in values], "o": sort, "d": "p" if backward else "n"},
-        separators=(",", ":"),
-        allow_nan=False,
+        separators=(",", ":"),  # NaN and +-Infinity too: float columns hold them
     ).encode()
     token = _b64encode(payload)
     if secret is None:
@@ -400,7 +405,7 @@ def decode_cursor(
         raise InvalidCursor("Invalid cursor: cannot be read.")
     try:
         values = [_decode_value(item) for item in data["k"]]
-    except (ValueError, TypeError, decimal.InvalidOperation):
+    except (ValueError, TypeError, OverflowError, decimal.InvalidOperation):
         raise InvalidCursor("Invalid cursor: a value cannot be read.") from None
     if types is not None:
         if len(values) != len(types):
