@@ -16,7 +16,8 @@ What it checks and reports (and writes to ``results/reliability.md``, which
   (``pg_stat_activity``); each worker's RSS before and after;
 - PostgreSQL stopped (``pg_ctlcluster ... stop -m fast``): requests answer 503 in the
   envelope ("Database unavailable"), never 500 or a hang; after ``start``, the time until
-  requests succeed again;
+  requests succeed again; four clients keep creating todos through every fault, and every
+  201 among them must be a row too;
 - Redis connections killed (``CLIENT KILL TYPE normal``): requests go on (redis-py
   reconnects); Redis stopped: token checks fail closed (503, never "valid"); after a
   restart, requests succeed again and a logout in one worker is honoured by the other.
@@ -459,7 +460,57 @@ async def until_ok(client: httpx.AsyncClient, token: str, timeout: float = 60) -
     raise RuntimeError("requests did not succeed again")
 
 
+@dataclass
+class FaultWrites:
+    """Creates sent all through the faults: what they got, and what each 201 created."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    created: dict[int, str] = field(default_factory=dict)  # id -> title, answered 201
+    refused: dict[str, str] = field(default_factory=dict)  # title -> the error answered
+
+
+async def background_writes(
+    app: App, users: list[User], stop: asyncio.Event, writes: FaultWrites
+) -> None:
+    async def writer(user: User) -> None:
+        async with httpx.AsyncClient(base_url=app.base, timeout=10) as client:
+            while not stop.is_set():
+                title = f"fault-{uuid.uuid4().hex}"
+                try:
+                    response = await client.post(
+                        "/todos",
+                        json={"title": title},
+                        headers={"Authorization": f"Bearer {user.token}"},
+                    )
+                except (httpx.TransportError, asyncio.TimeoutError) as error:
+                    writes.statuses[type(error).__name__] += 1
+                    writes.refused[title] = type(error).__name__
+                    continue
+                writes.statuses[str(response.status_code)] += 1
+                if response.status_code == 201:
+                    writes.created[response.json()["data"]["id"]] = title
+                else:
+                    writes.refused[title] = str(response.status_code)
+                await asyncio.sleep(0.02)
+
+    await asyncio.gather(*(writer(user) for user in users))
+
+
 async def run_faults(app: App, users: list[User]) -> dict[str, Any]:
+    # users[1] logs out at the end; the others keep writing through every fault.
+    writes = FaultWrites()
+    stop = asyncio.Event()
+    writing = asyncio.create_task(background_writes(app, users[2:6], stop, writes))
+    try:
+        out = await _faults(app, users)
+    finally:
+        stop.set()
+        await writing
+    out["writes"] = writes
+    return out
+
+
+async def _faults(app: App, users: list[User]) -> dict[str, Any]:
     token = users[0].token
     out: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=app.base, timeout=10) as client:
@@ -520,8 +571,11 @@ def render(
     connections: int,
     faults: dict[str, Any] | None,
 ) -> tuple[str, bool]:
-    lost = sorted(set(tally.created) - set(rows))
-    phantom = sorted(set(rows) - set(tally.created))
+    writes: FaultWrites = faults["writes"] if faults is not None else FaultWrites()
+    fault_titles = set(writes.created.values()) | set(writes.refused)
+    load_rows = {i: t for i, t in rows.items() if t not in fault_titles}
+    lost = sorted(set(tally.created) - set(load_rows))
+    phantom = sorted(set(load_rows) - set(tally.created))
     wrong_title = [i for i in tally.created if i in rows and rows[i] != tally.created[i]]
     ok = not (tally.valid_5xx or lost or phantom or wrong_title or busy or tally.not_envelope)
     lines = [
@@ -540,7 +594,7 @@ def render(
         f"| answers not as expected | {sum(1 for _ in tally.unexpected)} |",
         f"| 4xx not in the envelope | {tally.not_envelope} |",
         f"| transport errors | {fmt_counter(tally.errors)} |",
-        f"| 201 answers / rows of the run's users | {len(tally.created):,} / {len(rows):,} |",
+        f"| 201 answers / rows they made | {len(tally.created):,} / {len(load_rows):,} |",
         f"| lost writes (201, no row) / phantom rows (row, no 201) | **{len(lost)} / {len(phantom)}** |",  # noqa: E501
         f"| app connections busy at the end (`pg_stat_activity`, not idle) | **{busy}** of {connections} open |",  # noqa: E501
     ]  # fmt: skip
@@ -558,6 +612,10 @@ def render(
     if tally.unexpected:
         lines += ["", "Unexpected answers (first 20):", ""] + [f"- `{u}`" for u in tally.unexpected]
     if faults is not None:
+        fault_rows = {i: t for i, t in rows.items() if t in fault_titles}
+        fault_lost = sorted(set(writes.created) - set(fault_rows))
+        refused_committed = sorted(t for t in fault_rows.values() if t in writes.refused)
+        odd = {k: n for k, n in writes.statuses.items() if k not in ("201", "503")}
         pg_down = faults["pg_down"]
         redis_down = faults["redis_down"]
         fault_ok = (
@@ -567,6 +625,9 @@ def render(
             and all(key.startswith("503") for key in redis_down)
             and faults["revoked_token"] == Counter({401: 12})
             and all(key == "200" for key in faults["redis_after_kill"])
+            and not fault_lost
+            and not odd
+            and faults["busy_after"] == 0
         )
         ok = ok and fault_ok
         lines += [
@@ -580,6 +641,9 @@ def render(
             f"| Redis stopped (3 s of `GET /todos`) | {fmt_counter(redis_down)} |",
             f"| Redis started: first 200 after | {faults['redis_recovery_s']:.1f} s |",
             f"| logout ({faults['logout']}), then the token on 12 new connections (both workers) | {fmt_counter(faults['revoked_token'])} |",  # noqa: E501
+            f"| creates sent all through the faults (4 clients) | {fmt_counter(writes.statuses)} |",
+            f"| ... rows they made / 201s without a row / errors answered for a committed row | {len(fault_rows)} / **{len(fault_lost)}** / {len(refused_committed)} |",  # noqa: E501
+            f"| app connections busy after the faults | **{faults['busy_after']}** |",
         ]  # fmt: skip
     lines += ["", f"**Result: {'every check held' if ok else 'A CHECK FAILED'}**"]
     return "\n".join(lines), ok
@@ -603,9 +667,12 @@ async def main_async(args: argparse.Namespace) -> int:
         tally, users, elapsed = await run_load(app, args)
         await asyncio.sleep(1.0)  # let the last responses' cleanups finish
         after = {pid: rss_mib(pid) for pid in pids}
-        rows = rows_of(schema, users)
         busy, connections = busy_connections(), app_connections()
         faults = None if args.skip_faults else await run_faults(app, users)
+        if faults is not None:
+            await asyncio.sleep(1.0)
+            faults["busy_after"] = busy_connections()
+        rows = rows_of(schema, users)
         report, ok = render(
             args,
             tally,
@@ -637,7 +704,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=45.0)
+    parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
