@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.uvicorn_support import free_port, uvicorn_process
+
 try:
     import httpx2 as httpx
 except ImportError:  # Python 3.10: httpx2 needs 3.11+
     import httpx  # type: ignore[no-redef]
 
-ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = "https://app.example.com"  # as in tests/e2e_app.py
 STARTUP_TIMEOUT = 15.0
 LOG_TIMEOUT = 5.0
@@ -44,51 +42,19 @@ class Server:
         return log
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(process: subprocess.Popen[bytes], server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"uvicorn exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.base_url}/ok", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"uvicorn did not answer within {STARTUP_TIMEOUT:.0f} s:\n{server.log()}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     server = Server(f"http://127.0.0.1:{port}", tmp_path_factory.mktemp("uvicorn") / "out.log")
-    command = [sys.executable, "-m", "uvicorn", "tests.e2e_app:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with server.log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        wait_until_up(process, server)
+    args = ["tests.e2e_app:app", "--host", "127.0.0.1", "--port", str(port)]
+    with uvicorn_process(
+        [*args, "--log-level", "warning"],
+        log_path=server.log_path,
+        ready_url=f"{server.base_url}/ok",
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        startup_timeout=STARTUP_TIMEOUT,
+    ):
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.test_e2e_uvicorn import free_port
+from tests.uvicorn_support import free_port
 
 try:
     import httpx2 as httpx

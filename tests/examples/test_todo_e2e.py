@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -28,13 +25,13 @@ from tests.examples.todo_support import (
     base_env,
     postgres_schema,
 )
+from tests.uvicorn_support import free_port, uvicorn_process
 
 try:
     import httpx2 as httpx
 except ImportError:  # Python 3.10: httpx2 needs 3.11+
     import httpx  # type: ignore[no-redef]
 
-ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0
 LOG_TIMEOUT = 5.0
 
@@ -56,27 +53,6 @@ class Server:
         return match
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(process: subprocess.Popen[bytes], server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"uvicorn exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.base_url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"uvicorn did not answer within {STARTUP_TIMEOUT:.0f} s:\n{server.log()}")
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres-redis"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -94,23 +70,18 @@ def server(
             env["REDIS_URL"] = REDIS_URL
         port = free_port()
         server = Server(f"http://127.0.0.1:{port}", workdir / "out.log")
-        command = [sys.executable, "-m", "uvicorn", "examples.todo.main:app", "--no-access-log"]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        with server.log_path.open("wb") as log:
-            # cwd: the repository root, as in the README; the database is in workdir.
-            process = subprocess.Popen(
-                command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+        args = ["examples.todo.main:app", "--no-access-log", "--host", "127.0.0.1"]
+        # cwd: the repository root, as in the README; the database is in workdir.
+        stack.enter_context(
+            uvicorn_process(
+                [*args, "--port", str(port), "--log-level", "warning"],
+                log_path=server.log_path,
+                ready_url=f"{server.base_url}/health",
+                env=env,
+                startup_timeout=STARTUP_TIMEOUT,
             )
-        try:
-            wait_until_up(process, server)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        )
+        yield server
 
 
 @pytest.fixture
