@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,13 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 import _apps
 import uvicorn
 from _results import RESULTS, write_section
+from _servers import HOST, free_port, read_log, stop_process, uvicorn_command
 
-BENCH_DIR = Path(__file__).resolve().parent
-HOST = "127.0.0.1"
 MAX_PYTHON_REQUESTS = 2_000_000  # hard cap for the Python load generator, per run
 
 
@@ -59,54 +56,21 @@ class Server:
         return f"http://{HOST}:{self.port}/item"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def start(server: Server, log: IO[bytes]) -> None:
     server.port = free_port()
     server.log = log
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        f"_apps:{server.factory}",
-        "--factory",
-        "--app-dir",
-        str(BENCH_DIR),
-        "--host",
-        HOST,
-        "--port",
-        str(server.port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
+    command = uvicorn_command(f"_apps:{server.factory}", server.port)
     server.process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=server.log, stderr=subprocess.STDOUT
     )
 
 
 def server_log(server: Server) -> str:
-    if server.log is None:
-        return ""
-    server.log.seek(0)
-    return server.log.read().decode(errors="replace")[-4000:]
+    return read_log(server.log, tail=4000)
 
 
 def stop(server: Server) -> None:
-    process = server.process
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    stop_process(server.process)
 
 
 def wait_ready(server: Server, timeout: float = 20.0) -> None:

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,11 +45,11 @@ from typing import Any
 
 import httpx2 as httpx
 from _results import RESULTS, write_section
+from _servers import HOST, free_port, stop_process
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 PG_URL = os.environ.get(
     "FASTKIT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -171,12 +170,6 @@ def drop_schema(schema: str) -> None:
     engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def start_app(app: App, workers: int) -> None:
     app.port = free_port()
     app.log = tempfile.TemporaryFile()  # noqa: SIM115 -- open for the server's life
@@ -203,14 +196,7 @@ def start_app(app: App, workers: int) -> None:
 
 
 def stop_app(app: App) -> None:
-    process = app.process
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    stop_process(app.process, timeout=15)
 
 
 def app_log(app: App) -> str:
