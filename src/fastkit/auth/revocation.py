@@ -121,22 +121,18 @@ class RedisRevocationStore:
         if not ids:
             return False
         keys = [self.prefix + jti for jti in ids]
-        for attempt in (1, 2):
+        try:
             try:
                 found = await self.client.exists(*keys)
-            except self._dropped as error:
+            except self._dropped:
                 # A pooled connection that Redis dropped (restart, failover, CLIENT KILL,
                 # idle timeout) fails its next command: a read is safe to try once more,
                 # on a new connection, before answering 503.
-                if attempt == 1:
-                    continue
-                logger.error("Redis unreachable while checking a token: %r", error)
-                raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
-            except self._errors as error:
-                logger.error("Redis unreachable while checking a token: %r", error)
-                raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
-            return bool(found)
-        raise AssertionError("unreachable")  # pragma: no cover
+                found = await self.client.exists(*keys)
+        except self._errors as error:
+            logger.error("Redis unreachable while checking a token: %r", error)
+            raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
+        return bool(found)
 
     async def aclose(self) -> None:
         """Close the client's connections."""

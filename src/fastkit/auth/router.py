@@ -6,6 +6,7 @@
 import inspect
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Annotated, Any, TypeVar, cast
 
@@ -110,8 +111,8 @@ def auth_router(
 
     def issue(user_id: str, scopes: Iterable[str], family: str | None) -> TokenResponse:
         granted = sorted(set(scopes))
+        family = family or uuid.uuid4().hex  # one per login, kept through rotations
         refresh = tokens.create_refresh_token(user_id, family=family, scopes=granted)
-        family = tokens.decode(refresh, expected_type="refresh").fam
         return TokenResponse(
             access_token=tokens.create_access_token(user_id, scopes=granted, family=family),
             expires_in=tokens.access_ttl,

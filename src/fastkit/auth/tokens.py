@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 import math
@@ -16,6 +14,8 @@ from typing import Any, Literal
 
 import jwt
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fastkit._b64 import b64url_decode
 
 __all__ = ["JWTKey", "TokenClaims", "TokenError", "TokenService", "TokenType"]
 
@@ -392,14 +392,9 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 def _segment_bytes(segment: str) -> bytes:
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
+        return b64url_decode(segment)  # one spelling only: no second form of a signature
+    except ValueError:
         raise TokenError("malformed") from None
-    # Canonical only: unused trailing bits set would give the same bytes for another
-    # string (a second spelling of one signature).
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
-        raise TokenError("malformed")
-    return raw
 
 
 def _json_segment(segment: str) -> dict[str, Any]:
