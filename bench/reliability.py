@@ -226,30 +226,19 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def busy_connections() -> int:
-    """The app's connections that are running a query or sitting in a transaction."""
+def app_connections() -> tuple[int, int]:
+    """The app's connections running a query or in a transaction, and all it has open."""
     engine = sync_engine()
     with engine.connect() as connection:
-        count = connection.execute(
+        busy, total = connection.execute(
             text(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = :name "
-                "AND state IS DISTINCT FROM 'idle'"
+                "SELECT count(*) FILTER (WHERE state IS DISTINCT FROM 'idle'), count(*) "
+                "FROM pg_stat_activity WHERE usename = :name"
             ),
             {"name": ROLE},
-        ).scalar_one()
+        ).one()
     engine.dispose()
-    return int(count)
-
-
-def app_connections() -> int:
-    engine = sync_engine()
-    with engine.connect() as connection:
-        count = connection.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE usename = :name"),
-            {"name": ROLE},
-        ).scalar_one()
-    engine.dispose()
-    return int(count)
+    return int(busy), int(total)
 
 
 # --- load ----------------------------------------------------------------------------------
@@ -653,11 +642,11 @@ async def main_async(args: argparse.Namespace) -> int:
         tally, users, elapsed = await run_load(app, args)
         await asyncio.sleep(1.0)  # let the last responses' cleanups finish
         after = {pid: rss_mib(pid) for pid in pids}
-        busy, connections = busy_connections(), app_connections()
+        busy, connections = app_connections()
         faults = None if args.skip_faults else await run_faults(app, users)
         if faults is not None:
             await asyncio.sleep(1.0)
-            faults["busy_after"] = busy_connections()
+            faults["busy_after"] = app_connections()[0]
         rows = rows_of(schema, users)
         report, ok = render(
             args,
