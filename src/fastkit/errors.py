@@ -238,10 +238,14 @@ def _render(
     return JSONResponse(envelope, status_code=status_code, headers=headers)
 
 
-def render_error(request: Request, exc: AppError) -> Response:
+def render_error(
+    request: Request, exc: AppError, *, extra: Mapping[str, Any] | None = None
+) -> Response:
     """Render an `AppError` in the style installed on the request's app.
 
-    Use it in your own exception handlers so that their answers look like the rest:
+    ``extra`` members are added to the body beside the style's own (a protocol's fields,
+    e.g. OAuth2's ``error``). Use it in your own exception handlers so that their answers
+    look like the rest:
 
     Example:
         ```python
@@ -257,6 +261,7 @@ def render_error(request: Request, exc: AppError) -> Response:
         code=exc.code,
         data=exc.data,
         headers=exc.headers,
+        extra=extra,
     )
 
 

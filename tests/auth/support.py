@@ -27,7 +27,6 @@ SECRET = "fastkit-tests-secret-0123456789abcdef"
 SCOPES = {"items:read": "Read items", "items:write": "Create and edit items"}
 INVALID_TOKEN = {"code": 401, "message": "Invalid or expired token", "data": None}
 INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
-WRONG_CREDENTIALS = {"code": 401, "message": "Incorrect username or password", "data": None}
 
 Kind = Literal["sync", "async"]
 
@@ -117,6 +116,7 @@ def build_app(
     loader: Kind = "async",
     authenticate: Kind = "async",
     hasher: PasswordHasher | None = None,
+    **router_options: Any,
 ) -> AuthApp:
     """``fastkit.setup(app)`` plus `auth_router` and endpoints behind each dependency."""
     hasher = hasher or fast_hasher()
@@ -181,6 +181,7 @@ def build_app(
             auth,
             authenticate=authenticate_sync if authenticate == "sync" else authenticate_async,
             user_scopes=user_scopes,
+            **router_options,
         )
     )
 

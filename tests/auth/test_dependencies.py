@@ -277,7 +277,14 @@ def test_openapi_has_the_oauth2_password_flow(client: TestClient) -> None:
     assert schema["components"]["securitySchemes"] == {
         "OAuth2PasswordBearer": {
             "type": "oauth2",
-            "flows": {"password": {"tokenUrl": "/auth/token", "scopes": SCOPES}},
+            # refreshUrl: the token endpoint also takes grant_type=refresh_token.
+            "flows": {
+                "password": {
+                    "tokenUrl": "/auth/token",
+                    "refreshUrl": "/auth/token",
+                    "scopes": SCOPES,
+                }
+            },
         }
     }
     paths = schema["paths"]

@@ -12,7 +12,7 @@ import anyio.to_thread
 import bcrypt
 import pytest
 
-from fastkit.auth import PasswordHasher
+from fastkit.auth import PasswordHasher, PasswordHasherBusy
 
 PASSWORD = "correct horse battery staple"
 
@@ -162,6 +162,7 @@ async def test_averify_and_update_upgrades_bcrypt(hasher: PasswordHasher) -> Non
         pytest.param({"schemes": ["argon2", "rot13"]}, "rot13", id="one-unknown"),
         pytest.param({"max_concurrency": 0}, "max_concurrency", id="concurrency-0"),
         pytest.param({"max_concurrency": -1}, "max_concurrency", id="concurrency-negative"),
+        pytest.param({"max_waiting": -1}, "max_waiting", id="waiting-negative"),
     ],
 )
 def test_invalid_configuration_raises_value_error(kwargs: dict[str, Any], message: str) -> None:
@@ -283,6 +284,64 @@ def test_dummy_verify_costs_about_one_real_verify() -> None:
     assert real / 3 < dummy < real * 3, (real, dummy)
 
 
+def count_dummy_verifications(hasher: PasswordHasher) -> list[str]:
+    """Wrap ``hasher.context.verify`` to note each verification against the dummy hash."""
+    seen: list[str] = []
+    original = hasher.context.verify
+
+    def spying(secret: Any, hashed: Any, *args: Any, **kwargs: Any) -> Any:
+        if hashed == hasher._dummy_hash:
+            seen.append("dummy")
+        return original(secret, hashed, *args, **kwargs)
+
+    hasher.context.verify = spying
+    return seen
+
+
+# Every way verify() refuses without verifying: each must spend one verification anyway.
+REFUSALS = [
+    pytest.param("x" * 4097, "argon2", id="over-passlib-4096-bytes"),
+    pytest.param("", "argon2", id="empty-password"),
+    pytest.param(PASSWORD, "", id="empty-hash"),
+    pytest.param("a" * 73, "bcrypt", id="over-bcrypt-72-bytes"),
+    pytest.param("nul\x00byte", "bcrypt", id="nul-in-bcrypt-password"),
+    pytest.param(PASSWORD, "$argon2id$garbage", id="corrupt-hash"),
+    pytest.param(PASSWORD, "$unknown$scheme$value", id="unknown-scheme"),
+    pytest.param(PASSWORD, "not-a-hash", id="plain-text-hash"),
+]
+
+
+@pytest.mark.parametrize(("password", "hashed"), REFUSALS)
+@pytest.mark.parametrize("method", ["verify", "verify_and_update"])
+def test_every_refusal_spends_one_verification(password: str, hashed: str, method: str) -> None:
+    hasher = fast_hasher()
+    stored = {"argon2": hasher.hash(PASSWORD), "bcrypt": legacy_bcrypt_hash(PASSWORD)}.get(
+        hashed, hashed
+    )
+    seen = count_dummy_verifications(hasher)
+    result = getattr(hasher, method)(password, stored)
+    assert result in (False, (False, None))
+    assert seen == ["dummy"]
+
+
+def test_a_wrong_password_spends_no_extra_verification(hasher: PasswordHasher) -> None:
+    stored = hasher.hash(PASSWORD)
+    local = fast_hasher()
+    seen = count_dummy_verifications(local)
+    assert local.verify("wrong", stored) is False
+    assert seen == []  # the real verification was the time spent
+
+
+def test_an_over_long_password_costs_about_one_real_verify() -> None:
+    # Before, passlib refused 4,097 bytes in microseconds while a wrong password took a
+    # whole hash: the time told an attacker the request had reached the hash check.
+    hasher = PasswordHasher(argon2__time_cost=2, argon2__memory_cost=8192)
+    stored = hasher.hash(PASSWORD)
+    real = _best_of(5, lambda: hasher.verify("wrong password", stored))
+    long = _best_of(5, lambda: hasher.verify("x" * 4097, stored))
+    assert real / 3 < long < real * 3, (real, long)
+
+
 def test_argon2_hashes_use_one_lane_and_older_lane_counts_are_upgraded() -> None:
     hasher = fast_hasher()
     assert ",p=1$" in hasher.hash("correct horse")
@@ -321,3 +380,83 @@ def test_verify_does_not_spend_a_second_hash_on_an_old_scheme(
     assert ok
     assert new_hash is not None
     assert new_hash.startswith("$argon2id$")
+
+
+# --- the bounded queue ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(2, 16), (5, 64)])
+def test_default_queue_is_sixteen_per_slot(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, expected: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert fast_hasher().max_waiting == expected
+    assert fast_hasher(max_waiting=0).max_waiting == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("max_waiting", [0, 2])
+async def test_beyond_max_waiting_calls_are_refused_without_queueing(max_waiting: int) -> None:
+    hasher = fast_hasher(max_concurrency=1, max_waiting=max_waiting)
+    stored = hasher.hash(PASSWORD)
+    release = threading.Event()
+    started = threading.Event()
+    calls = 0
+    original = hasher.context.verify
+
+    def blocking(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        started.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    hasher.context.verify = blocking
+    results: list[bool] = []
+
+    async def one() -> None:
+        results.append(await hasher.averify(PASSWORD, stored))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one)  # runs, and blocks its worker thread
+        await anyio.to_thread.run_sync(started.wait, 10)
+        for _ in range(max_waiting):
+            group.start_soon(one)  # wait for the slot
+        await anyio.wait_all_tasks_blocked()
+        for method, args in [
+            ("averify", (PASSWORD, stored)),
+            ("averify_and_update", (PASSWORD, stored)),
+            ("adummy_verify", ()),
+            ("ahash", (PASSWORD,)),
+        ]:
+            with pytest.raises(PasswordHasherBusy) as refused:
+                await getattr(hasher, method)(*args)
+            assert refused.value.status_code == 503
+            assert refused.value.headers is not None
+            assert int(refused.value.headers["Retry-After"]) >= 1
+        assert calls == 1  # the refused calls queued no work
+        release.set()
+
+    assert results == [True] * (1 + max_waiting)
+    # Drained: the next call is served again.
+    assert await hasher.averify(PASSWORD, stored) is True
+
+
+@pytest.mark.anyio
+async def test_retry_after_grows_with_the_queue_and_the_hash_time() -> None:
+    hasher = fast_hasher(max_concurrency=1, max_waiting=0)
+    hasher._seconds_per_hash = 2.5  # as measured on a slow server
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocking() -> None:
+        started.set()
+        release.wait(10)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(hasher._run, blocking)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        with pytest.raises(PasswordHasherBusy) as refused:
+            await hasher.adummy_verify()
+        release.set()
+    assert refused.value.headers == {"Retry-After": "3"}

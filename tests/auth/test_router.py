@@ -16,8 +16,8 @@ from fastkit.auth import TokenService
 from tests.auth.support import (
     INVALID_TOKEN,
     INVALID_TOKEN_CHALLENGE,
+    PASSWORDS,
     SECRET,
-    WRONG_CREDENTIALS,
     AuthApp,
     bearer,
     build_app,
@@ -92,54 +92,82 @@ def test_token_responses_are_not_cacheable(kit: AuthApp, client: TestClient) -> 
         assert response.headers["pragma"] == "no-cache"
 
 
+def assert_oauth2_error(response: Any, error: str, description: str | None = None) -> None:
+    """An RFC 6749 5.2 error: 400, ``error`` and ``error_description``, not cacheable."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] == error
+    assert isinstance(body["error_description"], str)
+    assert body["error_description"]
+    if description is not None:
+        assert body["error_description"] == description
+    # The envelope's members beside the RFC's, for clients that read the envelope.
+    assert (body["code"], body["message"], body["data"]) == (400, body["error_description"], None)
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["pragma"] == "no-cache"
+    assert "www-authenticate" not in response.headers  # 401 is for client authentication
+    assert "access_token" not in response.text
+
+
 @pytest.mark.parametrize(
     ("user", "requested", "granted"),
     [
         pytest.param("alice", "", "items:read items:write", id="nothing-asked-all-allowed"),
         pytest.param("alice", "items:read", "items:read", id="subset"),
-        pytest.param("alice", "items:read admin", "items:read", id="unknown-dropped"),
-        pytest.param("bob", "items:read items:write", "items:read", id="not-allowed-dropped"),
-        pytest.param("bob", "items:write", "", id="nothing-allowed"),
+        pytest.param("alice", "items:write items:read", "items:read items:write", id="all"),
+        pytest.param("bob", "", "items:read", id="bob-all-allowed"),
     ],
 )
-def test_granted_scopes_are_limited_to_user_scopes(
+def test_granted_scopes_are_what_was_asked_and_allowed(
     kit: AuthApp, client: TestClient, user: str, requested: str, granted: str
 ) -> None:
     token = kit.login(client, user, scope=requested)
     assert token["scope"] == granted
     claims = kit.tokens.decode(token["access_token"])
-    assert claims.scopes == (granted.split() if granted else [])
+    assert claims.scopes == granted.split()
     refresh_claims = kit.tokens.decode(token["refresh_token"], expected_type="refresh")
     assert refresh_claims.scopes == claims.scopes
 
 
-def test_scope_not_granted_is_refused_later(kit: AuthApp, client: TestClient) -> None:
-    token = kit.login(client, "bob", scope="items:read items:write")
+@pytest.mark.parametrize(
+    ("user", "requested", "denied"),
+    [
+        pytest.param("alice", "items:read admin", "admin", id="unknown-scope"),
+        pytest.param("bob", "items:read items:write", "items:write", id="not-allowed"),
+        pytest.param("bob", "items:write", "items:write", id="nothing-allowed"),
+    ],
+)
+def test_a_scope_the_user_may_not_have_is_invalid_scope(
+    client: TestClient, user: str, requested: str, denied: str
+) -> None:
+    response = client.post("/auth/token", data=swagger_form(user, PASSWORDS[user], requested))
+    assert_oauth2_error(response, "invalid_scope")
+    assert denied in response.json()["error_description"]
+
+
+def test_scope_not_asked_for_is_refused_later(kit: AuthApp, client: TestClient) -> None:
+    token = kit.login(client, "alice", scope="items:read")
     assert client.get("/items", headers=bearer(token["access_token"])).status_code == 200
     assert client.post("/items", headers=bearer(token["access_token"])).status_code == 403
 
 
-def test_wrong_password_and_unknown_user_get_the_same_401(client: TestClient) -> None:
+def test_wrong_password_and_unknown_user_get_the_same_invalid_grant(client: TestClient) -> None:
     wrong_password = client.post("/auth/token", data=swagger_form("alice", "not-her-password"))
     unknown_user = client.post("/auth/token", data=swagger_form("mallory", "alice-password"))
     for response in (wrong_password, unknown_user):
-        assert response.status_code == 401
-        assert response.json() == WRONG_CREDENTIALS
-        assert response.headers["www-authenticate"] == "Bearer"
+        assert_oauth2_error(response, "invalid_grant", "Incorrect username or password")
     assert wrong_password.content == unknown_user.content
 
 
 def test_inactive_user_gets_no_tokens(client: TestClient) -> None:
     response = client.post("/auth/token", data=swagger_form("carol", "carol-password"))
-    assert response.status_code == 403
-    assert response.json() == {"code": 403, "message": "Inactive user", "data": None}
-    assert "access_token" not in response.text
+    assert_oauth2_error(response, "invalid_grant", "Inactive user")
 
 
-def test_inactive_user_with_a_wrong_password_is_a_plain_401(client: TestClient) -> None:
+def test_inactive_user_with_a_wrong_password_is_a_plain_invalid_grant(client: TestClient) -> None:
     # Only someone who knows the password learns that the account is disabled.
     response = client.post("/auth/token", data=swagger_form("carol", "a-guess"))
-    assert (response.status_code, response.json()) == (401, WRONG_CREDENTIALS)
+    assert_oauth2_error(response, "invalid_grant", "Incorrect username or password")
 
 
 def test_legacy_bcrypt_user_logs_in_and_is_moved_to_argon2(
@@ -152,25 +180,101 @@ def test_legacy_bcrypt_user_logs_in_and_is_moved_to_argon2(
 
 
 @pytest.mark.parametrize(
-    "form",
+    ("form", "error"),
     [
-        pytest.param({"username": "alice"}, id="no-password"),
-        pytest.param({"password": "alice-password"}, id="no-username"),
+        pytest.param({"username": "alice"}, "invalid_request", id="no-password"),
+        pytest.param({"password": "alice-password"}, "invalid_request", id="no-username"),
+        pytest.param({"username": "", "password": ""}, "invalid_request", id="empty-fields"),
+        pytest.param({}, "invalid_request", id="empty-form"),
+        pytest.param(
+            {"grant_type": "password", "password": "alice-password"},
+            "invalid_request",
+            id="password-grant-no-username",
+        ),
+        pytest.param({"grant_type": "refresh_token"}, "invalid_request", id="refresh-no-token"),
+        pytest.param(
+            {"grant_type": "refresh_token", "refresh_token": ""},
+            "invalid_request",
+            id="refresh-empty-token",
+        ),
         pytest.param(
             {"grant_type": "client_credentials", "username": "alice", "password": "x"},
-            id="other-grant-type",
+            "unsupported_grant_type",
+            id="client-credentials",
+        ),
+        pytest.param(
+            {"grant_type": "authorization_code", "code": "abc"},
+            "unsupported_grant_type",
+            id="authorization-code",
+        ),
+        pytest.param(
+            {"grant_type": "PASSWORD", "username": "alice", "password": "alice-password"},
+            "unsupported_grant_type",
+            id="grant-type-case",
         ),
     ],
 )
-def test_incomplete_login_form_is_422(client: TestClient, form: dict[str, str]) -> None:
+def test_incomplete_or_unsupported_token_requests(
+    kit: AuthApp, client: TestClient, form: dict[str, str], error: str
+) -> None:
     response = client.post("/auth/token", data=form)
-    assert response.status_code == 422
-    assert "access_token" not in response.text
+    assert_oauth2_error(response, error)
+    assert not [c for c in kit.calls if c[0] == "authenticate"]
 
 
-def test_login_as_json_is_refused(client: TestClient) -> None:
+def test_login_without_grant_type_is_the_password_grant(kit: AuthApp, client: TestClient) -> None:
+    # FastAPI's OAuth2PasswordRequestForm has always allowed it; scripts rely on it.
+    response = client.post(
+        "/auth/token", data={"username": "alice", "password": "alice-password"}
+    )
+    assert response.status_code == 200, response.text
+    assert kit.tokens.decode(response.json()["access_token"]).sub == "1"
+
+
+def test_client_credentials_are_accepted_and_ignored(client: TestClient) -> None:
+    # OAuth2 libraries send client_id (and a secret, in the body or as HTTP Basic).
+    form = {**swagger_form("alice", "alice-password"), "client_id": "cli", "client_secret": "s"}
+    response = client.post("/auth/token", data=form, auth=("cli", "s"))
+    assert response.status_code == 200, response.text
+
+
+def test_login_as_json_is_invalid_request(client: TestClient) -> None:
     response = client.post("/auth/token", json={"username": "alice", "password": "x"})
-    assert response.status_code == 422
+    assert_oauth2_error(response, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [
+        pytest.param(1024, 400, id="at-the-cap-is-checked"),
+        pytest.param(1025, 422, id="over-the-cap-is-422"),
+        pytest.param(100_000, 422, id="megabytes-are-422"),
+    ],
+)
+def test_passwords_over_the_cap_never_reach_authenticate(
+    kit: AuthApp, client: TestClient, length: int, status: int
+) -> None:
+    response = client.post("/auth/token", data=swagger_form("alice", "p" * length))
+    assert response.status_code == status, response.text
+    called = [c for c in kit.calls if c[0] == "authenticate"]
+    if status == 422:
+        assert response.json()["data"][0]["loc"] == ["body", "password"]
+        assert response.json()["data"][0]["type"] == "string_too_long"
+        assert called == []
+    else:
+        assert_oauth2_error(response, "invalid_grant")
+        assert len(called) == 1
+
+
+def test_the_password_cap_is_configurable() -> None:
+    kit = build_app(max_password_length=12)
+    with TestClient(kit.app) as client:
+        assert client.post("/auth/token", data=swagger_form("alice", "x" * 13)).status_code == 422
+        assert_oauth2_error(
+            client.post("/auth/token", data=swagger_form("alice", "x" * 12)), "invalid_grant"
+        )
+    with pytest.raises(ValueError, match="max_password_length"):
+        build_app(max_password_length=0)
 
 
 def test_authenticate_kinds(kit: AuthApp, client: TestClient) -> None:

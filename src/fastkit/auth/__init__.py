@@ -1,7 +1,7 @@
 """JWT auth: password hashing, tokens, dependencies, revocation and a ready router."""
 
 from fastkit.auth.dependencies import JWTAuth
-from fastkit.auth.passwords import PasswordHasher
+from fastkit.auth.passwords import PasswordHasher, PasswordHasherBusy
 from fastkit.auth.revocation import MemoryRevocationStore, RedisRevocationStore, RevocationStore
 from fastkit.auth.router import TokenResponse, auth_router
 from fastkit.auth.tokens import JWTKey, TokenClaims, TokenError, TokenService
@@ -11,6 +11,7 @@ __all__ = [
     "JWTKey",
     "MemoryRevocationStore",
     "PasswordHasher",
+    "PasswordHasherBusy",
     "RedisRevocationStore",
     "RevocationStore",
     "TokenClaims",

@@ -85,7 +85,11 @@ class JWTAuth(Generic[U]):
         )
         self.is_active = is_active
         self.scheme = OAuth2PasswordBearer(
-            tokenUrl=token_url, scopes=dict(scopes or {}), auto_error=False
+            # The token endpoint also takes grant_type=refresh_token (auth_router).
+            tokenUrl=token_url,
+            refreshUrl=token_url,
+            scopes=dict(scopes or {}),
+            auto_error=False,
         )
         self.claims = self._claims_dependency()
         self.current_user = self._user_dependency(optional=False)

@@ -1,4 +1,4 @@
-"""A ready auth router: OAuth2 password login, refresh with rotation, logout."""
+"""A ready auth router: the OAuth2 token endpoint, refresh with rotation, logout."""
 
 # No ``from __future__ import annotations``: FastAPI evaluates the endpoints' annotations,
 # which name local variables of the functions that build them.
@@ -7,26 +7,32 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Annotated, Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal, TypeVar, cast
 
-from fastapi import APIRouter, Body, Depends, Response
-from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Form, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from fastkit.auth.dependencies import JWTAuth, _invalid
 from fastkit.auth.tokens import TokenClaims, TokenError
-from fastkit.errors import Forbidden, Unauthorized
+from fastkit.errors import BadRequest, Forbidden, Unauthorized, render_error
 from fastkit.responses import Envelope, ok
 
-__all__ = ["RefreshRequest", "TokenResponse", "auth_router"]
+__all__ = ["OAuth2ErrorResponse", "RefreshRequest", "TokenResponse", "auth_router"]
 
 logger = logging.getLogger("fastkit.auth")
 
 U = TypeVar("U")
 
 WRONG_CREDENTIALS = "Incorrect username or password"
+MAX_TOKEN_LENGTH = 8192  # as TokenService.decode: a longer token is never valid
+# Tokens and token errors must not be cached by browsers or proxies (RFC 6749 5.1, 5.2).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+OAuth2ErrorCode = Literal[
+    "invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope"
+]
 
 
 class TokenResponse(BaseModel):
@@ -39,26 +45,61 @@ class TokenResponse(BaseModel):
     scope: str = ""
 
 
+class OAuth2ErrorResponse(BaseModel):
+    """A token-endpoint error (RFC 6749 section 5.2); the error style's members beside."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: OAuth2ErrorCode
+    error_description: str
+
+
 class RefreshRequest(BaseModel):
-    refresh_token: str = Field(min_length=1, max_length=8192)
+    refresh_token: str = Field(min_length=1, max_length=MAX_TOKEN_LENGTH)
 
 
 class LogoutRequest(BaseModel):
-    refresh_token: str | None = Field(None, max_length=8192)
+    refresh_token: str | None = Field(None, max_length=MAX_TOKEN_LENGTH)
 
 
-def _no_store(response: Response) -> None:
-    # Tokens must not be cached by browsers or proxies (RFC 6749 section 5.1).
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
+class _Refused(Exception):
+    """A grant refused with an RFC 6749 error; ``reason`` is for the log only."""
+
+    def __init__(self, error: OAuth2ErrorCode, description: str, reason: str = "") -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.reason = reason or error
+
+
+def _oauth2_error(request: Request, refused: _Refused) -> Response:
+    return render_error(
+        request,
+        BadRequest(refused.description, headers=NO_STORE),
+        extra={"error": refused.error, "error_description": refused.description},
+    )
 
 
 def _default_subject(user: Any) -> str:
-    for attribute in ("id", "username", "email"):
-        value = getattr(user, attribute, None)
-        if value is not None:
+    """The user's ``id``, ``username`` or ``email``: an attribute, or a key of a mapping."""
+    for name in ("id", "username", "email"):
+        value = user.get(name) if isinstance(user, Mapping) else getattr(user, name, None)
+        if value is not None and value != "":
             return str(value)
-    raise TypeError("auth_router cannot tell the user's id; pass subject=lambda user: ...")
+    raise TypeError(
+        f"auth_router cannot tell the id of a {type(user).__name__} user (no id, username "
+        "or email); pass subject=lambda user: ... to auth_router."
+    )
+
+
+async def _call(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``: awaited if async, in the threadpool if sync (it may do I/O)."""
+    if inspect.iscoroutinefunction(function):
+        return await function(*args)
+    result = await run_in_threadpool(function, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 def auth_router(
@@ -69,106 +110,192 @@ def auth_router(
     subject: Callable[[U], str] = _default_subject,
     prefix: str = "/auth",
     tags: Sequence[str] = ("auth",),
+    max_password_length: int = 1024,
 ) -> APIRouter:
     """``POST {prefix}/token``, ``/refresh`` and ``/logout`` for ``auth``.
 
-    - ``/token`` takes the OAuth2 password form (as Swagger UI posts it) and answers the
-      standard token JSON ``{access_token, token_type, expires_in, refresh_token, scope}``
-      at the top level; wrong username or password is one 401 that does not say which.
-      Requested scopes are granted only if ``user_scopes(user)`` allows them (none by
-      default).
-    - ``/refresh`` takes ``{"refresh_token": ...}`` and answers a new pair. The used
-      refresh token is revoked (rotation); presenting it again revokes the whole login
-      (reuse detection: a stolen token is then useless to both parties).
+    - ``/token`` is an OAuth2 token endpoint (RFC 6749): the password grant
+      (``grant_type=password``, as Swagger UI's *Authorize* posts it; the default when
+      ``grant_type`` is left out) and the refresh grant (``grant_type=refresh_token``).
+      It answers the standard token JSON ``{access_token, token_type, expires_in,
+      refresh_token, scope}`` at the top level, and errors as RFC 6749 section 5.2 says:
+      400 with ``error`` (``invalid_grant``, ``invalid_request``, ``unsupported_grant_type``,
+      ``invalid_scope``) and ``error_description``, beside the envelope's members. A wrong
+      username or password is one ``invalid_grant`` that does not say which. A requested
+      scope that ``user_scopes(user)`` does not allow is ``invalid_scope``.
+    - ``/refresh`` takes ``{"refresh_token": ...}`` (JSON) and answers a new pair, with
+      401 in the envelope for a refused token.
+    - Both refreshes rotate: the used refresh token is revoked; presenting it again revokes
+      the whole login (reuse detection: a stolen token is then useless to both parties). A
+      refresh grants the token's scopes that ``user_scopes(user)`` still allows, and never
+      past the login's absolute lifetime (``TokenService(session_ttl=...)``).
     - ``/logout`` (with the access token) revokes every token of that login.
 
     Args:
         auth: The `JWTAuth` whose tokens and revocation store to use.
         authenticate: ``(username, password) -> user or None``; verify the password there
             (``await hasher.averify(...)``, and ``await hasher.adummy_verify()`` for unknown
-            users so that both failures take the same time). A sync function runs in the
-            threadpool.
-        user_scopes: The scopes a user may be granted.
-        subject: The token subject for a user (default: its ``id``, ``username`` or ``email``).
+            users so that both failures take the same time), and hold no database
+            connection while it hashes. A sync function runs in the threadpool.
+        user_scopes: The scopes a user may be granted (none without it).
+        subject: The token subject for a user (default: its ``id``, ``username`` or
+            ``email``, as an attribute or a mapping key).
         prefix: The router's path prefix.
         tags: OpenAPI tags.
+        max_password_length: Longer passwords are answered 422 before ``authenticate``
+            runs, so nobody makes the server hash megabytes.
+
+    Raises:
+        ValueError: If ``max_password_length`` is below 1.
     """
+    if max_password_length < 1:
+        raise ValueError(f"max_password_length must be at least 1, got {max_password_length}.")
     router = APIRouter(prefix=prefix, tags=list(tags))
     tokens = auth.tokens
+    revocation = auth.revocation
 
     def family_deadline() -> int:
         # Long enough to outlive any refresh token of the family, leeway included.
         return int(time.time()) + tokens.refresh_ttl + int(tokens.leeway) + 1
 
-    async def call_authenticate(username: str, password: str) -> U | None:
-        if inspect.iscoroutinefunction(authenticate):
-            result: Any = await authenticate(username, password)
-        else:
-            result = await run_in_threadpool(authenticate, username, password)
-            if inspect.isawaitable(result):
-                result = await result
-        return cast(U | None, result)
+    def token_deadline(claims: TokenClaims) -> int:
+        return claims.exp + int(tokens.leeway) + 1
 
-    def issue(user_id: str, scopes: Iterable[str], family: str | None) -> TokenResponse:
+    def allowed_scopes(user: U) -> set[str]:
+        return set(user_scopes(user)) if user_scopes is not None else set()
+
+    def issue(user_id: str, scopes: Iterable[str], family: str, auth_time: int) -> TokenResponse:
         granted = sorted(set(scopes))
-        family = family or uuid.uuid4().hex  # one per login, kept through rotations
-        refresh = tokens.create_refresh_token(user_id, family=family, scopes=granted)
+        access = tokens.create_access_token(
+            user_id, scopes=granted, family=family, auth_time=auth_time
+        )
+        refresh = tokens.create_refresh_token(
+            user_id, family=family, scopes=granted, auth_time=auth_time
+        )
+        lifetime = min(tokens.access_ttl, tokens.session_end(auth_time) - int(time.time()))
         return TokenResponse(
-            access_token=tokens.create_access_token(user_id, scopes=granted, family=family),
-            expires_in=tokens.access_ttl,
+            access_token=access,
+            expires_in=max(lifetime, 0),
             refresh_token=refresh,
             scope=" ".join(granted),
         )
 
-    @router.post("/token", response_model=TokenResponse)
-    async def login(
-        form: Annotated[OAuth2PasswordRequestForm, Depends()], response: Response
+    async def password_grant(
+        username: str | None, password: str | None, scope: str | None
     ) -> TokenResponse:
-        _no_store(response)
-        user = await call_authenticate(form.username, form.password)
+        if not username or not password:
+            raise _Refused("invalid_request", "The password grant needs a username and password.")
+        user = cast(U | None, await _call(authenticate, username, password))
         if user is None:
-            raise Unauthorized(WRONG_CREDENTIALS)
+            raise _Refused("invalid_grant", WRONG_CREDENTIALS, "wrong_credentials")
         if auth.is_active is not None and not auth.is_active(user):
-            raise Forbidden("Inactive user")
-        allowed = set(user_scopes(user)) if user_scopes is not None else set()
-        granted = [s for s in form.scopes if s in allowed] if form.scopes else allowed
-        return issue(subject(user), granted, None)
+            raise _Refused("invalid_grant", "Inactive user", "inactive_user")
+        allowed = allowed_scopes(user)
+        requested = set(scope.split()) if scope else set()
+        if not requested <= allowed:
+            denied = " ".join(sorted(requested - allowed))
+            raise _Refused("invalid_scope", f"Scope not allowed for this user: {denied}.")
+        user_id = subject(user)
+        return issue(user_id, requested or allowed, uuid.uuid4().hex, int(time.time()))
+
+    async def refresh_grant(refresh_token: str, scope: str | None) -> TokenResponse:
+        """Rotate ``refresh_token``; everything that can fail for a while runs first."""
+        try:
+            claims = tokens.decode(refresh_token, expected_type="refresh")
+        except TokenError as error:
+            raise _Refused("invalid_grant", "Invalid or expired refresh token", error.reason)
+        # Not auth.verify(): a token already used must reach the reuse check below.
+        if claims.fam is None or await revocation.is_revoked(f"fam:{claims.fam}"):
+            raise _Refused("invalid_grant", "Invalid or expired refresh token", "revoked")
+        # The user may have been deleted or disabled, or lost scopes, since the login. A
+        # 503 here (database or store down) leaves the token unused: a retry succeeds.
+        user = await auth.load_user(claims)
+        still_allowed = set(claims.scopes) & allowed_scopes(user)
+        requested = set(scope.split()) if scope else None
+        if requested is not None and not requested <= still_allowed:
+            denied = " ".join(sorted(requested - still_allowed))
+            raise _Refused("invalid_scope", f"Scope not granted to this login: {denied}.")
+        # The one step that uses the token up: SET NX, so of two racing refreshes one wins.
+        if not await revocation.revoke(claims.jti, token_deadline(claims)):
+            # Used before: someone replays a rotated token. End the whole login.
+            await revocation.revoke(f"fam:{claims.fam}", family_deadline())
+            logger.warning("Refresh token reuse detected for subject %s", claims.sub)
+            raise _Refused("invalid_grant", "Invalid or expired refresh token", "reused")
+        auth_time = claims.auth_time if claims.auth_time is not None else claims.iat
+        granted = still_allowed if requested is None else requested
+        return issue(claims.sub, granted, claims.fam, auth_time)
+
+    Optional = Annotated[str | None, Form()]
+
+    @router.post(
+        "/token",
+        response_model=TokenResponse,
+        responses={
+            400: {"model": OAuth2ErrorResponse, "description": "OAuth2 error (RFC 6749 5.2)"}
+        },
+    )
+    async def login(
+        request: Request,
+        response: Response,
+        grant_type: Annotated[str | None, Form(examples=["password"])] = None,
+        username: Optional = None,
+        password: Annotated[str | None, Form(max_length=max_password_length)] = None,
+        scope: Optional = None,
+        refresh_token: Annotated[str | None, Form(max_length=MAX_TOKEN_LENGTH)] = None,
+        client_id: Optional = None,
+        client_secret: Optional = None,
+    ) -> Any:
+        """OAuth2 token endpoint: ``grant_type=password`` or ``grant_type=refresh_token``.
+
+        ``client_id`` and ``client_secret`` are accepted and ignored (a public client).
+        """
+        try:
+            if grant_type in (None, "", "password"):
+                issued = await password_grant(username, password, scope)
+            elif grant_type == "refresh_token":
+                if not refresh_token:
+                    raise _Refused("invalid_request", "The refresh grant needs a refresh_token.")
+                try:
+                    issued = await refresh_grant(refresh_token, scope)
+                except (Unauthorized, Forbidden) as error:  # the user is gone or disabled
+                    raise _Refused("invalid_grant", error.message, "user_refused") from None
+            else:
+                raise _Refused(
+                    "unsupported_grant_type", "Use grant_type=password or refresh_token."
+                )
+        except _Refused as refused:
+            logger.info("Token request refused: %s", refused.reason)
+            return _oauth2_error(request, refused)
+        response.headers.update(NO_STORE)
+        return issued
 
     @router.post("/refresh", response_model=TokenResponse)
     async def refresh(body: Annotated[RefreshRequest, Body()], response: Response) -> TokenResponse:
-        _no_store(response)
+        """``{"refresh_token": ...}`` (JSON) for a new pair; 401 for a refused token."""
+        response.headers.update(NO_STORE)
         try:
-            claims = tokens.decode(body.refresh_token, expected_type="refresh")
-        except TokenError as error:
-            raise _invalid(error.reason) from None
-        # Not auth.verify(): a token already used must reach the reuse check below.
-        if claims.fam is None or await auth.revocation.is_revoked(f"fam:{claims.fam}"):
-            raise _invalid("revoked")
-        if not await auth.revocation.revoke(claims.jti, claims.exp + int(tokens.leeway) + 1):
-            # Used before: someone replays a rotated token. End the whole login.
-            await auth.revocation.revoke(f"fam:{claims.fam}", family_deadline())
-            logger.warning("Refresh token reuse detected for subject %s", claims.sub)
-            raise _invalid("reused")
-        await auth.load_user(claims)  # the user may have been deleted or disabled since
-        return issue(claims.sub, claims.scopes, claims.fam)
+            return await refresh_grant(body.refresh_token, None)
+        except _Refused as refused:
+            raise _invalid(refused.reason) from None
 
     @router.post("/logout", response_model=Envelope[None])
     async def logout(
         claims: Annotated[TokenClaims, Depends(auth.claims)],
         body: Annotated[LogoutRequest | None, Body()] = None,
     ) -> Envelope[None]:
-        await auth.revocation.revoke(claims.jti, claims.exp + int(tokens.leeway) + 1)
+        await revocation.revoke(claims.jti, token_deadline(claims))
         if claims.fam:
-            await auth.revocation.revoke(f"fam:{claims.fam}", family_deadline())
+            await revocation.revoke(f"fam:{claims.fam}", family_deadline())
         if body is not None and body.refresh_token:
             try:
                 other = tokens.decode(body.refresh_token, expected_type="refresh")
             except TokenError:
                 other = None
             if other is not None and other.sub == claims.sub:
-                await auth.revocation.revoke(other.jti, other.exp + int(tokens.leeway) + 1)
+                await revocation.revoke(other.jti, token_deadline(other))
                 if other.fam:
-                    await auth.revocation.revoke(f"fam:{other.fam}", family_deadline())
+                    await revocation.revoke(f"fam:{other.fam}", family_deadline())
         return ok(None, message="Logged out")
 
     return router
+

@@ -24,7 +24,7 @@ TokenType = Literal["access", "refresh"]
 _HMAC = ("HS256", "HS384", "HS512")
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 _RESERVED = frozenset(
-    {"sub", "exp", "iat", "nbf", "jti", "type", "scopes", "iss", "aud", "fam", "scope"}
+    {"sub", "exp", "iat", "nbf", "jti", "type", "scopes", "iss", "aud", "fam", "scope", "auth_time"}
 )
 
 
@@ -34,8 +34,7 @@ class TokenError(Exception):
     Reasons: ``malformed``, ``alg_none``, ``algorithm_not_allowed``, ``unknown_kid``,
     ``bad_signature``, ``expired``, ``not_yet_valid``, ``wrong_issuer``,
     ``wrong_audience``, ``missing_iss``, ``missing_aud``, ``missing_sub``, ``missing_exp``,
-    ``missing_jti``,
-    ``missing_iat``, ``wrong_type``, ``invalid_claims``.
+    ``missing_jti``, ``missing_iat``, ``session_expired``, ``wrong_type``, ``invalid_claims``.
     """
 
     def __init__(self, reason: str) -> None:
@@ -58,6 +57,7 @@ class TokenClaims(BaseModel):
     iss: str | None = None
     aud: str | list[str] | None = None
     fam: str | None = None  # the refresh-token family (one per login)
+    auth_time: int | None = None  # when the login happened (OpenID Connect's claim)
 
     @property
     def extras(self) -> dict[str, Any]:
@@ -148,6 +148,9 @@ class TokenService:
         keys: `JWTKey` objects for rotation, instead of the above.
         access_ttl: Access token lifetime (15 minutes).
         refresh_ttl: Refresh token lifetime (7 days).
+        session_ttl: The absolute lifetime of a login (30 days): tokens made with an
+            ``auth_time`` never outlive ``auth_time + session_ttl``, however often they are
+            refreshed, and are refused (``session_expired``) past it.
         issuer: ``iss`` to set and require.
         audience: ``aud`` to set and require.
         leeway: Seconds of clock skew tolerated for ``exp``/``nbf``.
@@ -174,6 +177,7 @@ class TokenService:
         keys: Sequence[JWTKey] = (),
         access_ttl: dt.timedelta | int = dt.timedelta(minutes=15),
         refresh_ttl: dt.timedelta | int = dt.timedelta(days=7),
+        session_ttl: dt.timedelta | int = dt.timedelta(days=30),
         issuer: str | None = None,
         audience: str | None = None,
         leeway: int | float = 0,
@@ -202,6 +206,7 @@ class TokenService:
         self._signer = next((k for k in key_list if k.signing_key is not None), None)
         self.access_ttl = _seconds(access_ttl)
         self.refresh_ttl = _seconds(refresh_ttl)
+        self.session_ttl = _seconds(session_ttl)
         if leeway < 0:
             raise ValueError(f"leeway must be >= 0 seconds, got {leeway}.")
         self.issuer = issuer
@@ -218,7 +223,13 @@ class TokenService:
             payload, self._signer.signing_key, algorithm=self._signer.algorithm, headers=headers
         )
 
-    def _payload(self, subject: str, kind: TokenType, ttl: int) -> dict[str, Any]:
+    def session_end(self, auth_time: int) -> int:
+        """When a login made at ``auth_time`` ends, whatever its refreshes (Unix time)."""
+        return auth_time + self.session_ttl
+
+    def _payload(
+        self, subject: str, kind: TokenType, ttl: int, auth_time: int | None
+    ) -> dict[str, Any]:
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string, e.g. str(user.id).")
         now = int(time.time())
@@ -230,6 +241,10 @@ class TokenService:
             "jti": uuid.uuid4().hex,
             "type": kind,
         }
+        if auth_time is not None:
+            # Rotation never extends a login: no token outlives its session.
+            payload["auth_time"] = auth_time
+            payload["exp"] = min(payload["exp"], self.session_end(auth_time))
         if self.issuer is not None:
             payload["iss"] = self.issuer
         if self.audience is not None:
@@ -243,13 +258,16 @@ class TokenService:
         scopes: Iterable[str] = (),
         claims: Mapping[str, Any] | None = None,
         family: str | None = None,
+        auth_time: int | None = None,
     ) -> str:
         """A signed access token for ``subject`` (the user id as a string).
+
+        ``auth_time`` (Unix time of the login) caps its expiry at the end of the session.
 
         Raises:
             ValueError: If ``claims`` tries to set a standard claim.
         """
-        payload = self._payload(subject, "access", self.access_ttl)
+        payload = self._payload(subject, "access", self.access_ttl, auth_time)
         payload["scopes"] = sorted(set(scopes))
         if family is not None:
             payload["fam"] = family
@@ -261,10 +279,18 @@ class TokenService:
         return self._encode(payload)
 
     def create_refresh_token(
-        self, subject: str, *, family: str | None = None, scopes: Iterable[str] = ()
+        self,
+        subject: str,
+        *,
+        family: str | None = None,
+        scopes: Iterable[str] = (),
+        auth_time: int | None = None,
     ) -> str:
-        """A signed refresh token; ``family`` groups the tokens of one login (new if None)."""
-        payload = self._payload(subject, "refresh", self.refresh_ttl)
+        """A signed refresh token; ``family`` groups the tokens of one login (new if None).
+
+        ``auth_time`` (Unix time of the login) caps its expiry at the end of the session.
+        """
+        payload = self._payload(subject, "refresh", self.refresh_ttl, auth_time)
         payload["fam"] = family or uuid.uuid4().hex
         payload["scopes"] = sorted(set(scopes))
         return self._encode(payload)
@@ -338,6 +364,9 @@ class TokenService:
             raise TokenError("not_yet_valid")
         if _numeric(payload["exp"]) <= now - leeway:
             raise TokenError("expired")
+        auth_time = payload.get("auth_time")
+        if auth_time is not None and self.session_end(int(_numeric(auth_time))) <= now - leeway:
+            raise TokenError("session_expired")  # e.g. session_ttl was shortened since
         if self.issuer is not None:
             issuer = payload.get("iss")
             if issuer is None:
