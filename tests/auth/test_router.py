@@ -3,16 +3,29 @@
 No ``from __future__ import annotations``: see ``tests/auth/support.py``.
 """
 
+import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jwt
 import pytest
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from fastkit.auth import TokenService
+import fastkit
+from fastkit import ServiceUnavailable
+from fastkit.auth import (
+    JWTAuth,
+    MemoryRevocationStore,
+    PasswordHasher,
+    TokenClaims,
+    TokenService,
+    auth_router,
+)
+from fastkit.auth.router import _default_subject
 from tests.auth.support import (
     INVALID_TOKEN,
     INVALID_TOKEN_CHALLENGE,
@@ -498,3 +511,356 @@ def test_logout_needs_a_valid_access_token(kit: AuthApp, client: TestClient, tok
     assert_invalid_token(client.post("/auth/logout", headers=headers))
     # Nothing was revoked by the refused attempt.
     assert client.get("/me", headers=bearer(login["access_token"])).status_code == 200
+
+
+# --- /token with grant_type=refresh_token (RFC 6749 section 6) ------------------------------
+
+
+def refresh_grant(client: TestClient, token: str, scope: str | None = None) -> Any:
+    form = {"grant_type": "refresh_token", "refresh_token": token}
+    if scope is not None:
+        form["scope"] = scope
+    return client.post("/auth/token", data=form)
+
+
+def test_refresh_grant_rotates_the_pair(kit: AuthApp, client: TestClient) -> None:
+    first = kit.login(client)
+    response = refresh_grant(client, first["refresh_token"])
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    second = response.json()
+    assert set(second) == TOKEN_KEYS
+    assert second["scope"] == "items:read items:write"
+    old = kit.tokens.decode(first["refresh_token"], expected_type="refresh")
+    new = kit.tokens.decode(second["refresh_token"], expected_type="refresh")
+    assert (new.fam, new.sub) == (old.fam, old.sub)
+    assert new.jti != old.jti
+    assert client.get("/me", headers=bearer(second["access_token"])).status_code == 200
+    # The JSON /refresh and the form grant share one rotation: either uses a token up.
+    assert refresh(client, second["refresh_token"]).status_code == 200
+
+
+def test_refresh_grant_reuse_revokes_the_whole_login(kit: AuthApp, client: TestClient) -> None:
+    first = kit.login(client)
+    second = refresh_grant(client, first["refresh_token"]).json()
+    assert_oauth2_error(refresh_grant(client, first["refresh_token"]), "invalid_grant")
+    assert_invalid_token(client.get("/me", headers=bearer(second["access_token"])))
+    assert_oauth2_error(refresh_grant(client, second["refresh_token"]), "invalid_grant")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("not-a-jwt", id="garbage"),
+        pytest.param("access", id="access-token"),
+        pytest.param("foreign", id="other-secret"),
+        pytest.param("x" * 8193, id="too-long"),
+    ],
+)
+def test_refresh_grant_refuses_bad_tokens(kit: AuthApp, client: TestClient, token: str) -> None:
+    tokens = {
+        "access": kit.login(client)["access_token"],
+        "foreign": TokenService(secret="x" * 32).create_refresh_token("1"),
+    }
+    response = refresh_grant(client, tokens.get(token, token))
+    if token == "x" * 8193:
+        assert response.status_code == 422  # refused by its size, before any decoding
+    else:
+        assert_oauth2_error(response, "invalid_grant")
+
+
+def test_refresh_grant_may_narrow_the_scopes_but_not_widen_them(
+    kit: AuthApp, client: TestClient
+) -> None:
+    login = kit.login(client, "alice", scope="items:read")
+    wider = refresh_grant(client, login["refresh_token"], scope="items:read items:write")
+    assert_oauth2_error(wider, "invalid_scope")
+    # The refused request did not use the token up.
+    narrower = refresh_grant(client, login["refresh_token"], scope="items:read")
+    assert narrower.status_code == 200, narrower.text
+    assert narrower.json()["scope"] == "items:read"
+    full = kit.login(client, "alice")
+    only_read = refresh_grant(client, full["refresh_token"], scope="items:read").json()
+    assert kit.tokens.decode(only_read["access_token"]).scopes == ["items:read"]
+
+
+@pytest.mark.parametrize("endpoint", ["form", "json"])
+def test_a_refresh_grants_only_the_scopes_the_user_still_has(
+    kit: AuthApp, client: TestClient, endpoint: str
+) -> None:
+    login = kit.login(client, "alice")
+    assert login["scope"] == "items:read items:write"
+    kit.users["alice"].scopes = ("items:read",)  # an admin cut alice's rights
+    response = (
+        refresh_grant(client, login["refresh_token"])
+        if endpoint == "form"
+        else refresh(client, login["refresh_token"])
+    )
+    assert response.status_code == 200, response.text
+    rotated = response.json()
+    assert rotated["scope"] == "items:read"
+    assert kit.tokens.decode(rotated["access_token"]).scopes == ["items:read"]
+    assert kit.tokens.decode(rotated["refresh_token"], expected_type="refresh").scopes == [
+        "items:read"
+    ]
+    assert client.post("/items", headers=bearer(rotated["access_token"])).status_code == 403
+    # Given back later, a cut scope does not return by itself: the login must be renewed.
+    kit.users["alice"].scopes = ("items:read", "items:write")
+    again = refresh_grant(client, rotated["refresh_token"]).json()
+    assert again["scope"] == "items:read"
+
+
+@pytest.mark.parametrize(
+    ("change", "description"),
+    [
+        pytest.param("disable", "Inactive user", id="disabled"),
+        pytest.param("delete", "Invalid or expired token", id="deleted"),
+    ],
+)
+def test_refresh_grant_for_a_user_who_is_gone_is_invalid_grant(
+    kit: AuthApp, client: TestClient, change: str, description: str
+) -> None:
+    login = kit.login(client)
+    if change == "disable":
+        kit.users["alice"].active = False
+    else:
+        del kit.users["alice"]
+    assert_oauth2_error(refresh_grant(client, login["refresh_token"]), "invalid_grant", description)
+
+
+# --- the absolute lifetime of a login ----------------------------------------------------------
+
+
+def test_rotation_never_extends_a_login_past_session_ttl() -> None:
+    kit = build_app(tokens=TokenService(secret=SECRET, refresh_ttl=3600, session_ttl=3))
+    with TestClient(kit.app) as client:
+        login = kit.login(client)
+        first = kit.tokens.decode(login["refresh_token"], expected_type="refresh")
+        assert first.auth_time is not None
+        end = first.auth_time + 3
+        assert first.exp == end  # capped by the session, not refresh_ttl
+        assert kit.tokens.decode(login["access_token"]).exp <= end
+        assert 0 <= login["expires_in"] <= 3
+        time.sleep(1.1)
+        rotated = refresh_grant(client, login["refresh_token"]).json()
+        second = kit.tokens.decode(rotated["refresh_token"], expected_type="refresh")
+        assert (second.auth_time, second.exp) == (first.auth_time, end)  # not moved
+        assert kit.tokens.decode(rotated["access_token"]).exp <= end
+        time.sleep(max(0.0, end - time.time()) + 1.1)
+        assert_oauth2_error(refresh_grant(client, rotated["refresh_token"]), "invalid_grant")
+        assert_invalid_token(client.get("/me", headers=bearer(rotated["access_token"])))
+
+
+def test_a_shortened_session_ttl_ends_older_logins() -> None:
+    # Tokens issued under a 30-day session, checked by a service now configured for 1 s.
+    before = TokenService(secret=SECRET)
+    auth_time = int(time.time()) - 10
+    old = before.create_refresh_token("1", family="f", auth_time=auth_time)
+    assert before.decode(old, expected_type="refresh").auth_time == auth_time
+    kit = build_app(tokens=TokenService(secret=SECRET, session_ttl=1))
+    with TestClient(kit.app) as client:
+        assert_oauth2_error(refresh_grant(client, old), "invalid_grant")
+        assert_invalid_token(refresh(client, old))
+
+
+def test_tokens_without_auth_time_start_their_session_at_iat(kit: AuthApp) -> None:
+    # Refresh tokens made before auth_time existed still rotate, and the session then
+    # counts from their iat.
+    legacy = kit.tokens.create_refresh_token("1", family="legacy", scopes=["items:read"])
+    with TestClient(kit.app) as client:
+        response = refresh_grant(client, legacy)
+        assert response.status_code == 200, response.text
+        claims = kit.tokens.decode(response.json()["refresh_token"], expected_type="refresh")
+        assert claims.auth_time == kit.tokens.decode(legacy, expected_type="refresh").iat
+
+
+@pytest.mark.parametrize("ttl", [0, -1])
+def test_session_ttl_must_be_positive(ttl: int) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        TokenService(secret=SECRET, session_ttl=ttl)
+
+
+# --- what fails for a while fails before the token is used up -------------------------------
+
+
+class FlakyStore(MemoryRevocationStore):
+    """A revocation store whose next ``fail`` calls of one method answer 503."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: dict[str, int] = {}
+
+    async def revoke(self, jti: str, expires_at: int) -> bool:
+        if self.fail.get("revoke"):
+            self.fail["revoke"] -= 1
+            raise ServiceUnavailable("Token revocation check unavailable")
+        return await super().revoke(jti, expires_at)
+
+    async def is_revoked(self, *ids: str) -> bool:
+        if self.fail.get("is_revoked"):
+            self.fail["is_revoked"] -= 1
+            raise ServiceUnavailable("Token revocation check unavailable")
+        return await super().is_revoked(*ids)
+
+
+@pytest.mark.parametrize("endpoint", ["form", "json"])
+@pytest.mark.parametrize("failing", ["user_loader", "is_revoked", "revoke"])
+def test_a_503_during_refresh_leaves_the_token_usable(endpoint: str, failing: str) -> None:
+    store = FlakyStore()
+    kit = build_app(revocation=store)
+    original = kit.auth.user_loader
+    down = {"user_loader": 0}
+
+    async def flaky_loader(claims: TokenClaims) -> Any:
+        if down["user_loader"]:
+            down["user_loader"] -= 1
+            raise ServiceUnavailable("Database unavailable")  # as fastkit.db answers
+        return await original(claims)  # type: ignore[misc]
+
+    kit.auth.user_loader = flaky_loader
+    send = refresh_grant if endpoint == "form" else refresh
+    with TestClient(kit.app) as client:
+        login = kit.login(client)
+        if failing == "user_loader":
+            down["user_loader"] = 1
+        else:
+            store.fail[failing] = 1
+        failed = send(client, login["refresh_token"])
+        assert failed.status_code == 503, failed.text
+        assert "access_token" not in failed.text
+        retried = send(client, login["refresh_token"])
+        assert retried.status_code == 200, retried.text  # not taken for reuse
+        assert client.get("/me", headers=bearer(retried.json()["access_token"])).status_code == 200
+        # And the token is used up now: a third use is reuse.
+        assert send(client, login["refresh_token"]).status_code in (400, 401)
+
+
+# --- users as mappings (FastAPI's tutorial) ------------------------------------------------------
+
+
+def tutorial_app(users: dict[str, Any], **router_options: Any) -> Any:
+    """The FastAPI tutorial's ``fake_users_db``: users are plain dicts."""
+    hasher = PasswordHasher(argon2__time_cost=1, argon2__memory_cost=1024)
+    hashes = {name: hasher.hash(f"{name}-password") for name in users}
+    tokens = TokenService(secret=SECRET)
+
+    async def authenticate(username: str, password: str) -> Any:
+        user = users.get(username)
+        if user is None:
+            await hasher.adummy_verify()
+            return None
+        return user if await hasher.averify(password, hashes[username]) else None
+
+    def load_user(claims: TokenClaims) -> Any:
+        return next((u for u in users.values() if u.get("username") == claims.sub), None)
+
+    auth = JWTAuth(tokens, user_loader=load_user)
+    app = FastAPI()
+    fastkit.setup(app)
+    app.include_router(auth_router(auth, authenticate=authenticate, **router_options))
+
+    @app.get("/users/me")
+    async def me(user: Annotated[dict[str, Any], Depends(auth.current_user)]) -> dict[str, Any]:
+        return user
+
+    return app
+
+
+def test_plain_dict_users_log_in() -> None:
+    users = {
+        "johndoe": {
+            "username": "johndoe",
+            "full_name": "John Doe",
+            "email": "johndoe@example.com",
+            "disabled": False,
+        }
+    }
+    with TestClient(tutorial_app(users)) as client:
+        login = client.post("/auth/token", data=swagger_form("johndoe", "johndoe-password"))
+        assert login.status_code == 200, login.text
+        me = client.get("/users/me", headers=bearer(login.json()["access_token"]))
+        assert me.status_code == 200
+        assert me.json()["full_name"] == "John Doe"
+        assert refresh_grant(client, login.json()["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("user", "subject"),
+    [
+        pytest.param({"id": 7, "username": "x"}, "7", id="id-first"),
+        pytest.param({"username": "x", "email": "x@example.com"}, "x", id="username"),
+        pytest.param({"email": "x@example.com"}, "x@example.com", id="email"),
+        pytest.param({"id": None, "username": "", "email": "e@x"}, "e@x", id="skips-empty"),
+        pytest.param({"id": 0}, "0", id="zero-is-an-id"),
+    ],
+)
+def test_default_subject_reads_mappings(user: dict[str, Any], subject: str) -> None:
+    assert _default_subject(user) == subject
+
+
+def test_a_user_without_an_id_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(TypeError, match="pass subject=lambda user"):
+        _default_subject({"name": "x"})
+    with pytest.raises(TypeError, match="tuple"):
+        _default_subject(("x",))
+    # Through the router: logged with that message, answered without internals.
+    app = tutorial_app({"x": {"name": "x"}})
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/auth/token", data=swagger_form("x", "x-password"))
+    assert response.status_code == 500
+    assert "Traceback" not in response.text
+    assert "subject=lambda user" in caplog.text
+
+
+# --- a full hash queue ----------------------------------------------------------------------
+
+
+def test_a_full_hash_queue_answers_503_with_retry_after() -> None:
+    hasher = PasswordHasher(
+        argon2__time_cost=1, argon2__memory_cost=1024, max_concurrency=1, max_waiting=0
+    )
+    kit = build_app(hasher=hasher)
+    started, release = threading.Event(), threading.Event()
+    original = hasher.context.verify_and_update
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    hasher.context.verify_and_update = slow
+    with TestClient(kit.app) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            client.post, "/auth/token", data=swagger_form("alice", "alice-password")
+        )
+        assert started.wait(10)
+        busy = client.post("/auth/token", data=swagger_form("alice", "alice-password"))
+        release.set()
+        assert first.result(10).status_code == 200
+    assert busy.status_code == 503
+    assert int(busy.headers["retry-after"]) >= 1
+    assert busy.json()["code"] == 503
+    assert busy.json()["data"] is None
+    assert "access_token" not in busy.text
+
+
+# --- OpenAPI ----------------------------------------------------------------------------------
+
+
+def test_openapi_documents_the_token_endpoint(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/auth/token"]["post"]
+    form_ref = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    form = schema["components"]["schemas"][form_ref["$ref"].rsplit("/", 1)[1]]
+    assert {"grant_type", "username", "password", "scope", "refresh_token"} <= set(
+        form["properties"]
+    )
+    error_ref = operation["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+    error = schema["components"]["schemas"][error_ref.rsplit("/", 1)[1]]
+    assert set(error["required"]) == {"error", "error_description"}
+    assert set(error["properties"]["error"]["enum"]) == {
+        "invalid_request",
+        "invalid_grant",
+        "unsupported_grant_type",
+        "invalid_scope",
+    }
