@@ -237,9 +237,7 @@ def test_incomplete_or_unsupported_token_requests(
 
 def test_login_without_grant_type_is_the_password_grant(kit: AuthApp, client: TestClient) -> None:
     # FastAPI's OAuth2PasswordRequestForm has always allowed it; scripts rely on it.
-    response = client.post(
-        "/auth/token", data={"username": "alice", "password": "alice-password"}
-    )
+    response = client.post("/auth/token", data={"username": "alice", "password": "alice-password"})
     assert response.status_code == 200, response.text
     assert kit.tokens.decode(response.json()["access_token"]).sub == "1"
 

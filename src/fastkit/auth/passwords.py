@@ -33,6 +33,7 @@ class PasswordHasherBusy(ServiceUnavailable):
 
     message = "Too many logins at once; try again in a moment."
 
+
 _KNOWN_SCHEMES = frozenset({"argon2", "bcrypt", "bcrypt_sha256", "pbkdf2_sha256", "scrypt"})
 
 

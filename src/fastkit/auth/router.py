@@ -203,7 +203,9 @@ def auth_router(
         try:
             claims = tokens.decode(refresh_token, expected_type="refresh")
         except TokenError as error:
-            raise _Refused("invalid_grant", "Invalid or expired refresh token", error.reason)
+            raise _Refused(
+                "invalid_grant", "Invalid or expired refresh token", error.reason
+            ) from None
         # Not auth.verify(): a token already used must reach the reuse check below.
         if claims.fam is None or await revocation.is_revoked(f"fam:{claims.fam}"):
             raise _Refused("invalid_grant", "Invalid or expired refresh token", "revoked")
@@ -298,4 +300,3 @@ def auth_router(
         return ok(None, message="Logged out")
 
     return router
-
