@@ -61,7 +61,11 @@ except ImportError:  # Python 3.10: httpx2 needs 3.11+
 VALIDATION = "Request validation failed"  # errors.md: every validation failure, 422
 BODY_PARSE = "There was an error parsing the body"  # FastAPI's 400 HTTPException (errors.md)
 INVALID_TOKEN = "Invalid or expired token"  # auth.md: 401, WWW-Authenticate invalid_token
-WRONG_CREDENTIALS = "Incorrect username or password"  # auth.md: /auth/token, 401
+# auth.md: /auth/token answers RFC 6749 errors, 400 with ``error`` beside the envelope.
+WRONG_CREDENTIALS = "Incorrect username or password"
+NEEDS_CREDENTIALS = "The password grant needs a username and password."
+UNSUPPORTED_GRANT = "Use grant_type=password or refresh_token."
+OAUTH2_ERRORS = {"invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope"}
 NO_SCOPE = "Not enough permissions"  # auth.md: 403, insufficient_scope
 INACTIVE = "Inactive user"  # auth.md: 403
 NOT_FOUND = "Not Found"  # errors.md: unknown route
@@ -205,7 +209,14 @@ def assert_clean_error(
     assert_no_leak(text, *paths)
     body = response.json()
     assert isinstance(body, dict), body
-    assert set(body) == {"code", "message", "data"}, body
+    if "error" in body:
+        # auth.md: a token-endpoint error, RFC 6749 5.2, with the envelope's members beside.
+        assert set(body) == {"code", "message", "data", "error", "error_description"}, body
+        assert body["error"] in OAUTH2_ERRORS, body
+        assert body["error_description"] == body["message"], body
+        assert response.headers.get("cache-control") == "no-store", response.headers
+    else:
+        assert set(body) == {"code", "message", "data"}, body
     assert body["code"] == case.status
     assert isinstance(body["message"], str), body
     assert body["message"].strip(), body
@@ -227,7 +238,8 @@ def assert_clean_error(
     if body["message"] == INVALID_TOKEN:
         assert challenge == 'Bearer error="invalid_token"'
     if body["message"] == WRONG_CREDENTIALS:
-        assert challenge == "Bearer"
+        assert challenge is None  # RFC 6749: 401 and a challenge are for client auth only
+        assert body["error"] == "invalid_grant"
     if body["message"] == NO_SCOPE:
         assert challenge is not None
         assert challenge.startswith('Bearer error="insufficient_scope"'), challenge

@@ -68,9 +68,11 @@ def test_the_documented_passwords_work(client: TestClient) -> None:
         ).json() == {"username": username}
 
 
-def test_wrong_password_is_401(client: TestClient) -> None:
+def test_wrong_password_is_invalid_grant(client: TestClient) -> None:
     response = client.post("/auth/token", data={"username": "alice", "password": "nope"})
-    assert response.status_code == 401
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    # The page shows ``message`` (static/index.html): it is still there, beside the RFC's.
     assert response.json()["message"] == "Incorrect username or password"
 
 

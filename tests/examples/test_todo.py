@@ -30,7 +30,14 @@ from tests.examples.todo_support import (
 )
 
 INVALID_TOKEN = {"code": 401, "message": "Invalid or expired token", "data": None}
-WRONG_CREDENTIALS = {"code": 401, "message": "Incorrect username or password", "data": None}
+# RFC 6749 5.2, with the envelope's members beside.
+WRONG_CREDENTIALS = {
+    "code": 400,
+    "message": "Incorrect username or password",
+    "data": None,
+    "error": "invalid_grant",
+    "error_description": "Incorrect username or password",
+}
 TODO_NOT_FOUND = {"code": 404, "message": "Todo not found", "data": None}
 PASSWORD = "correct horse"
 
@@ -178,7 +185,7 @@ def test_no_demo_user_when_disabled(env: dict[str, str], monkeypatch: pytest.Mon
     monkeypatch.setenv("DEMO_USERNAME", "")
     with TestClient(create_app(Settings())) as c:
         response = c.post("/auth/token", data={"username": "demo", "password": DEMO_PASSWORD})
-        assert response.status_code == 401
+        assert (response.status_code, response.json()) == (400, WRONG_CREDENTIALS)
 
 
 def test_random_jwt_secret_is_warned_about(
@@ -278,16 +285,25 @@ def test_login_answers_the_oauth2_token_response(client: TestClient) -> None:
         pytest.param("ALICE", PASSWORD, id="other-case"),
     ],
 )
-def test_login_failures_are_one_401(client: TestClient, username: str, password: str) -> None:
+def test_login_failures_are_one_invalid_grant(
+    client: TestClient, username: str, password: str
+) -> None:
     register(client, "alice")
     response = client.post("/auth/token", data={"username": username, "password": password})
-    assert response.status_code == 401
+    assert response.status_code == 400
     assert response.json() == WRONG_CREDENTIALS
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["cache-control"] == "no-store"
 
 
-def test_login_without_password_is_422(client: TestClient) -> None:
+def test_login_without_password_is_invalid_request(client: TestClient) -> None:
     response = client.post("/auth/token", data={"username": "alice"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_login_with_a_password_over_1024_characters_is_422(client: TestClient) -> None:
+    register(client, "alice")
+    response = client.post("/auth/token", data={"username": "alice", "password": "p" * 1025})
     assert response.status_code == 422
     assert response.json()["data"][0]["loc"] == ["body", "password"]
 
@@ -351,7 +367,7 @@ def test_inactive_user_is_403_and_cannot_log_in(client: TestClient) -> None:
     assert response.status_code == 403
     assert response.json() == {"code": 403, "message": "Inactive user", "data": None}
     login_again = client.post("/auth/token", data={"username": "alice", "password": PASSWORD})
-    assert login_again.json() == WRONG_CREDENTIALS
+    assert (login_again.status_code, login_again.json()) == (400, WRONG_CREDENTIALS)
 
 
 # --- refresh, logout ---------------------------------------------------------------------
@@ -511,10 +527,14 @@ def test_read_only_token_cannot_write(client: TestClient) -> None:
         )
 
 
-def test_unknown_scope_is_not_granted(client: TestClient) -> None:
+def test_unknown_scope_is_invalid_scope(client: TestClient) -> None:
     register(client, "alice")
-    tokens = login(client, "alice", scope="todos:read admin")
-    assert tokens["scope"] == "todos:read"
+    response = client.post(
+        "/auth/token", data={"username": "alice", "password": PASSWORD, "scope": "todos:read admin"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+    assert login(client, "alice", scope="todos:read")["scope"] == "todos:read"
 
 
 # --- todos: pages and cursors ------------------------------------------------------------
