@@ -862,3 +862,19 @@ def test_openapi_documents_the_token_endpoint(client: TestClient) -> None:
         "unsupported_grant_type",
         "invalid_scope",
     }
+
+
+def test_token_errors_in_the_problem_style_keep_the_rfc_members() -> None:
+    kit = build_app()
+    fastkit.install_exception_handlers(kit.app, style="problem")
+    with TestClient(kit.app) as client:
+        response = client.post("/auth/token", data=swagger_form("alice", "nope"))
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert (body["error"], body["error_description"]) == (
+        "invalid_grant",
+        "Incorrect username or password",
+    )
+    assert (body["status"], body["detail"]) == (400, "Incorrect username or password")
