@@ -3,13 +3,16 @@
 Run it with ``uvicorn examples.chat.main:app`` and open http://127.0.0.1:8000 in two
 browser windows; log in as ``alice`` / ``wonderland`` in one and ``bob`` / ``builder`` in
 the other, and join the same room. With ``REDIS_URL`` set, rooms and logouts are shared
-through Redis, so ``uvicorn examples.chat.main:app --workers 2`` serves one chat.
+through Redis, so ``uvicorn examples.chat.main:app --workers 2`` serves one chat (give every
+worker the same ``JWT_SECRET``: without it each makes a random one, and warns).
 """
 
 # No ``from __future__ import annotations``: the endpoints are defined inside create_app and
 # FastAPI evaluates their annotations, which name create_app's local variables.
 
+import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,8 +44,8 @@ from fastkit.websocket import (
     websocket_token,
 )
 
-# The development secret; every worker must share the real one: secrets.token_hex(32).
-DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+logger = logging.getLogger("chat")
+
 ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 MAX_TEXT = 1000  # characters in one chat message
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -105,12 +108,16 @@ def create_app(
     """The chat app; ``redis_url`` shares rooms and logouts between workers through Redis.
 
     Args:
-        secret: The JWT secret (default: ``JWT_SECRET``, else a development secret).
+        secret: The JWT secret, at least 32 bytes, the same in every worker (default:
+            ``JWT_SECRET``; without it a random one, and a warning at startup).
         redis_url: ``redis://...`` to use `RedisBroker` and `RedisRevocationStore`;
             None keeps everything in this process.
         channel: The Redis pub/sub channel of this app's websocket messages.
     """
-    tokens = TokenService(secret=secret or os.environ.get("JWT_SECRET", DEV_SECRET))
+    secret = secret or os.environ.get("JWT_SECRET") or None
+    random_secret = secret is None
+    # No known fallback: a secret in the source lets anyone who reads it forge tokens.
+    tokens = TokenService(secret=secrets.token_hex(32) if secret is None else secret)
     broker: Broker
     revocation: RevocationStore
     if redis_url:
@@ -128,6 +135,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if random_secret:
+            # A WARNING reaches stderr under plain uvicorn, which leaves the root logger alone.
+            logger.warning(
+                "JWT_SECRET is not set: using a random secret. Tokens stop working at restart "
+                "and other workers refuse them; set JWT_SECRET (at least 32 bytes) in production."
+            )
         await manager.start()  # with Redis: subscribes, and fails here if it cannot
         try:
             yield

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -207,3 +209,75 @@ def test_redis_url_selects_the_redis_broker() -> None:
     assert isinstance(create_app().state.manager.broker, MemoryBroker)
     app = create_app(redis_url="redis://127.0.0.1:1/0")
     assert isinstance(app.state.manager.broker, RedisBroker)
+
+
+# --- the JWT secret ----------------------------------------------------------------------
+
+SECRET = "a-chat-test-secret-of-at-least-32-bytes-0123"
+
+
+def random_secret_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "JWT_SECRET" in r.getMessage()
+    ]
+
+
+def get_me(client: TestClient, token: str) -> int:
+    return client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def test_without_jwt_secret_each_app_has_its_own_random_one_and_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    with caplog.at_level(logging.WARNING):
+        one, other = create_app(), create_app()
+        assert random_secret_warnings(caplog) == []  # at startup, not when the app is built
+        with TestClient(one) as first, TestClient(other) as second:
+            token = login(first, "alice")
+            assert get_me(first, token) == 200
+            # Another worker, or this one after a restart, refuses the token.
+            assert get_me(second, token) == 401
+            refused = refusal(second, "/ws/lobby", subprotocols=[token])
+            assert (refused.code, refused.reason) == (1008, "Invalid or expired token")
+    warnings = random_secret_warnings(caplog)
+    assert [(r.name, r.levelno) for r in warnings] == [("chat", logging.WARNING)] * 2
+    assert warnings[0].getMessage() == (
+        "JWT_SECRET is not set: using a random secret. Tokens stop working at restart "
+        "and other workers refuse them; set JWT_SECRET (at least 32 bytes) in production."
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "kwargs"),
+    [
+        pytest.param(SECRET, {}, id="env"),
+        pytest.param(None, {"secret": SECRET}, id="argument"),
+        pytest.param("x" * 40, {"secret": SECRET}, id="argument-over-env"),
+    ],
+)
+def test_a_given_secret_signs_the_tokens_and_is_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    env: str | None,
+    kwargs: dict[str, str],
+) -> None:
+    if env is None:
+        monkeypatch.delenv("JWT_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("JWT_SECRET", env)
+    with (
+        caplog.at_level(logging.WARNING),
+        TestClient(create_app(**kwargs)) as first,
+        TestClient(create_app(**kwargs)) as second,
+    ):
+        token = login(first, "alice")
+        assert jwt.decode(token, SECRET, algorithms=["HS256"])["sub"] == "1"
+        assert get_me(second, token) == 200  # every worker with the secret accepts it
+    assert random_secret_warnings(caplog) == []
+
+
+def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", "too-short")
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        create_app()

@@ -33,6 +33,8 @@ STARTUP_TIMEOUT = 30.0
 RECEIVE_TIMEOUT = 5.0
 REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
 CHAT_APP = "examples.chat.main:app"
+# The workers of one chat share it; without it each would sign with its own random secret.
+JWT_SECRET = "a-chat-e2e-secret-of-at-least-32-bytes-0123"
 PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "christmas"}
 
 
@@ -101,8 +103,8 @@ def start(tmp: Path, name: str, env: dict[str, str], app: str = CHAT_APP) -> Ser
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # No REDIS_URL: one process, the memory broker.
-    env = {"REDIS_URL": ""}
+    # No REDIS_URL: one process, the memory broker. No JWT_SECRET: a random one, warned about.
+    env = {"REDIS_URL": "", "JWT_SECRET": ""}
     server = start(tmp_path_factory.mktemp("chat"), "uvicorn", env)
     yield server
     server.stop()
@@ -161,6 +163,11 @@ def test_two_clients_in_one_room_one_in_another(server: Server) -> None:
     asyncio.run(chat_two_rooms(server, server, server))
 
 
+def test_the_random_secret_is_warned_about_in_the_server_output(server: Server) -> None:
+    # uvicorn leaves the root logger alone: the app's WARNING reaches stderr all the same.
+    assert "JWT_SECRET is not set: using a random secret." in server.log()
+
+
 def test_page_and_docs_are_served(server: Server) -> None:
     page = httpx.get(f"{server.base_url}/", timeout=5.0)
     assert page.status_code == 200
@@ -188,9 +195,10 @@ def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
         pytest.skip("FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
     tmp = tmp_path_factory.mktemp("chat-redis")
     # Two processes, as `uvicorn --workers 2` would start, sharing rooms through Redis.
-    first = start(tmp, "first", {"REDIS_URL": REDIS_URL})
+    env = {"REDIS_URL": REDIS_URL, "JWT_SECRET": JWT_SECRET}
+    first = start(tmp, "first", env)
     try:
-        second = start(tmp, "second", {"REDIS_URL": REDIS_URL})
+        second = start(tmp, "second", env)
     except BaseException:
         first.stop()
         raise
@@ -209,6 +217,11 @@ def test_logout_on_one_worker_is_refused_on_the_other(
 ) -> None:
     first, second = redis_servers
     token = first.login("alice")
+    # The shared secret: the other worker accepts the token until the logout.
+    me = httpx.get(
+        f"{second.base_url}/me", headers={"Authorization": f"Bearer {token}"}, timeout=5.0
+    )
+    assert me.status_code == 200
     response = httpx.post(
         f"{first.base_url}/auth/logout", headers={"Authorization": f"Bearer {token}"}
     )
