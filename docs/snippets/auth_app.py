@@ -1,4 +1,6 @@
+import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -7,14 +9,20 @@ from fastapi import Depends, FastAPI
 from fastkit import setup
 from fastkit.auth import JWTAuth, PasswordHasher, TokenClaims, TokenService, auth_router
 
+logger = logging.getLogger(__name__)
+
 # argon2's defaults (64 MiB, 3 passes) in production; these small costs keep the demo quick.
 hasher = PasswordHasher(argon2__time_cost=1, argon2__memory_cost=1024)
 
-# Every worker needs the same secret: generate one with secrets.token_hex(32).
-tokens = TokenService(
-    secret=os.environ.get("JWT_SECRET", "dev-only-secret-change-me-0123456789abcdef"),
-    issuer="fastkit-demo",
-)
+# Every worker needs the same secret, at least 32 bytes: secrets.token_hex(32) makes one.
+secret = os.environ.get("JWT_SECRET")
+if not secret:  # never a fixed fallback: whoever reads it could make tokens
+    secret = secrets.token_hex(32)
+    logger.warning(
+        "JWT_SECRET is not set: using a random secret. Tokens stop working at restart "
+        "and other workers refuse them; set JWT_SECRET (at least 32 bytes) in production."
+    )
+tokens = TokenService(secret=secret, issuer="fastkit-demo")
 
 
 @dataclass

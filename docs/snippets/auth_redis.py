@@ -1,4 +1,6 @@
+import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -7,10 +9,17 @@ from fastapi import FastAPI
 from fastkit import setup
 from fastkit.auth import JWTAuth, RedisRevocationStore, TokenClaims, TokenService, auth_router
 
-# The same secret in every worker.
-tokens = TokenService(
-    secret=os.environ.get("JWT_SECRET", "dev-only-secret-change-me-0123456789abcdef")
-)
+logger = logging.getLogger(__name__)
+
+# Every worker needs the same secret, at least 32 bytes: secrets.token_hex(32) makes one.
+secret = os.environ.get("JWT_SECRET")
+if not secret:  # never a fixed fallback: whoever reads it could make tokens
+    secret = secrets.token_hex(32)
+    logger.warning(
+        "JWT_SECRET is not set: using a random secret. Tokens stop working at restart "
+        "and other workers refuse them; set JWT_SECRET (at least 32 bytes) in production."
+    )
+tokens = TokenService(secret=secret)
 # Every worker sees every logout and every rotated refresh token.
 revocation = RedisRevocationStore(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 

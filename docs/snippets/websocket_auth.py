@@ -1,4 +1,6 @@
+import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -9,9 +11,17 @@ from fastkit import setup
 from fastkit.auth import JWTAuth, TokenClaims, TokenService
 from fastkit.websocket import ConnectionManager, WebSocketAuth, websocket_token
 
-tokens = TokenService(
-    secret=os.environ.get("JWT_SECRET", "dev-only-secret-change-me-0123456789abcdef")
-)
+logger = logging.getLogger(__name__)
+
+# Every worker needs the same secret, at least 32 bytes: secrets.token_hex(32) makes one.
+secret = os.environ.get("JWT_SECRET")
+if not secret:  # never a fixed fallback: whoever reads it could make tokens
+    secret = secrets.token_hex(32)
+    logger.warning(
+        "JWT_SECRET is not set: using a random secret. Tokens stop working at restart "
+        "and other workers refuse them; set JWT_SECRET (at least 32 bytes) in production."
+    )
+tokens = TokenService(secret=secret)
 USERS = {"1": "alice", "2": "bob"}
 
 
