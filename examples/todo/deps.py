@@ -11,7 +11,7 @@ import logging
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from fastkit import Conflict
 from fastkit.auth import (
@@ -96,18 +96,30 @@ class Services:
             return await session.get(User, int(claims.sub))
 
     async def authenticate(self, username: str, password: str) -> User | None:
-        """The user for a login form, or None; as slow for unknown users as for known ones."""
+        """The user for a login form, or None; as slow for unknown users as for known ones.
+
+        The hash (0.1 s and more of argon2) runs with no session open: a session holds a
+        pooled connection, and a flood of logins holding them would drain the pool and
+        starve every other request (``/health`` included).
+        """
         async with self.db.session_scope() as session:
             user = await session.scalar(select(User).where(User.username == username))
-            if user is None:
-                await self.hasher.adummy_verify()
-                return None
-            matches, new_hash = await self.hasher.averify_and_update(password, user.password_hash)
-            if not matches or not user.is_active:  # is_active is not checked at login
-                return None
-            if new_hash is not None:  # weaker settings or an old scheme: store the upgrade
-                user.password_hash = new_hash
-            return user
+        if user is None:
+            await self.hasher.adummy_verify()
+            return None
+        stored = user.password_hash
+        matches, new_hash = await self.hasher.averify_and_update(password, stored)
+        if not matches or not user.is_active:  # is_active is not checked at login
+            return None
+        if new_hash is not None:  # weaker settings or an old scheme: store the upgrade
+            async with self.db.session_scope() as session:
+                # Only over the hash just verified: a password changed meanwhile stays changed.
+                await session.execute(
+                    update(User)
+                    .where(User.id == user.id, User.password_hash == stored)
+                    .values(password_hash=new_hash)
+                )
+        return user
 
     async def create_user(self, username: str, password: str) -> User | None:
         """A new user with the usual scopes, or None if the username is taken."""

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from examples.todo.main import create_app
 from examples.todo.models import User
@@ -368,6 +369,140 @@ def test_inactive_user_is_403_and_cannot_log_in(client: TestClient) -> None:
     assert response.json() == {"code": 403, "message": "Inactive user", "data": None}
     login_again = client.post("/auth/token", data={"username": "alice", "password": PASSWORD})
     assert (login_again.status_code, login_again.json()) == (400, WRONG_CREDENTIALS)
+
+
+def stored_hash(client: TestClient, username: str) -> str:
+    db = client.app.state.services.db  # type: ignore[attr-defined]
+
+    async def read() -> str:
+        async with db.session_scope() as session:
+            found: str = await session.scalar(
+                select(User.password_hash).where(User.username == username)
+            )
+            return found
+
+    stored: str = client.portal.call(read)  # type: ignore[union-attr]
+    return stored
+
+
+def set_hash(client: TestClient, username: str, password_hash: str) -> None:
+    db = client.app.state.services.db  # type: ignore[attr-defined]
+
+    async def write() -> None:
+        async with db.session_scope() as session:
+            await session.execute(
+                update(User).where(User.username == username).values(password_hash=password_hash)
+            )
+
+    client.portal.call(write)  # type: ignore[union-attr]
+
+
+def test_a_bcrypt_hash_is_upgraded_at_login(client: TestClient) -> None:
+    register(client, "alice")
+    register(client, "bob")
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    set_hash(client, "alice", legacy)
+    bob_before = stored_hash(client, "bob")
+
+    assert login(client, "alice")["token_type"] == "bearer"
+    upgraded = stored_hash(client, "alice")
+    assert upgraded.startswith("$argon2id$")
+    assert client.app.state.services.hasher.verify(PASSWORD, upgraded)  # type: ignore[attr-defined]
+    assert stored_hash(client, "bob") == bob_before  # the UPDATE is for alice's row only
+
+    login(client, "alice")
+    assert stored_hash(client, "alice") == upgraded  # an up-to-date hash is left alone
+
+
+def test_a_password_changed_during_the_login_is_not_overwritten_by_the_upgrade(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(client, "alice")
+    set_hash(client, "alice", bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
+    services = client.app.state.services  # type: ignore[attr-defined]
+    changed = services.hasher.hash("a brand new password")
+    real = services.hasher.averify_and_update
+
+    async def verify_while_the_password_changes(password: str, hashed: str) -> Any:
+        result = await real(password, hashed)
+        async with services.db.session_scope() as session:  # another request, meanwhile
+            await session.execute(
+                update(User).where(User.username == "alice").values(password_hash=changed)
+            )
+        return result
+
+    monkeypatch.setattr(services.hasher, "averify_and_update", verify_while_the_password_changes)
+    assert login(client, "alice")["token_type"] == "bearer"  # the password it was checked with
+    assert stored_hash(client, "alice") == changed
+
+
+def test_no_upgrade_is_stored_for_a_wrong_password_or_an_inactive_user(
+    client: TestClient,
+) -> None:
+    register(client, "alice")
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    set_hash(client, "alice", legacy)
+    client.post("/auth/token", data={"username": "alice", "password": "wrong password"})
+    assert stored_hash(client, "alice") == legacy
+
+    db = client.app.state.services.db  # type: ignore[attr-defined]
+
+    async def deactivate() -> None:
+        async with db.session_scope() as session:
+            await session.execute(
+                update(User).where(User.username == "alice").values(is_active=False)
+            )
+
+    client.portal.call(deactivate)  # type: ignore[union-attr]
+    client.post("/auth/token", data={"username": "alice", "password": PASSWORD})
+    assert stored_hash(client, "alice") == legacy
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "legacy", "calls"),
+    [
+        pytest.param("alice", PASSWORD, False, ["averify_and_update"], id="right-password"),
+        pytest.param("alice", PASSWORD, True, ["averify_and_update"], id="hash-upgrade"),
+        pytest.param("alice", "wrong password", False, ["averify_and_update"], id="wrong"),
+        pytest.param("nobody", PASSWORD, False, ["adummy_verify"], id="unknown-user"),
+    ],
+)
+def test_login_hashes_with_no_database_connection_checked_out(
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    username: str,
+    password: str,
+    legacy: bool,
+    calls: list[str],
+) -> None:
+    """A connection held through argon2 (0.1 s and more) lets a login flood drain the pool."""
+    register(client, "alice")
+    if legacy:
+        set_hash(client, "alice", bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode())
+    services = client.app.state.services  # type: ignore[attr-defined]
+    pool = services.db.engine.pool
+    seen: list[tuple[str, int, int]] = []
+
+    def watched(name: str) -> Any:
+        real = getattr(services.hasher, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            before = pool.checkedout()
+            result = await real(*args, **kwargs)
+            seen.append((name, before, pool.checkedout()))
+            return result
+
+        return call
+
+    for name in ("averify_and_update", "adummy_verify"):
+        monkeypatch.setattr(services.hasher, name, watched(name))
+    response = client.post("/auth/token", data={"username": username, "password": password})
+    assert seen == [(name, 0, 0) for name in calls]
+    if password == PASSWORD and username == "alice":
+        assert response.status_code == 200
+    if legacy:
+        assert stored_hash(client, "alice").startswith("$argon2id$")
+    assert pool.checkedout() == 0
 
 
 # --- refresh, logout ---------------------------------------------------------------------
