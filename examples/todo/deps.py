@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -38,6 +41,39 @@ NEW_USER_SCOPES = " ".join(SCOPES)
 TodoSort = SortParams.allow("created_at", "title", "done", default="-created_at")
 # The only names that reach SQL; Todo.id ends every ORDER BY as the tie-breaker.
 TODO_SORT_COLUMNS = {"created_at": Todo.created_at, "title": Todo.title, "done": Todo.done}
+
+
+def worker_count(
+    environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = None
+) -> int:
+    """How many worker processes serve the app, as far as this process can tell; 1 if unsure.
+
+    From ``--workers N``, ``--workers=N``, ``-w N`` or ``-wN`` in ``argv`` (default:
+    ``sys.argv``), else ``WEB_CONCURRENCY`` in ``environ`` (default: ``os.environ``), which
+    uvicorn and gunicorn read as their worker count when the command line has none. Their
+    workers see the command line too: gunicorn forks them, and uvicorn starts them with
+    multiprocessing's spawn, which gives the child the parent's ``sys.argv``. A count set
+    elsewhere (``workers =`` in a gunicorn config file) is not seen.
+    """
+    environ = os.environ if environ is None else environ
+    argv = sys.argv if argv is None else argv
+    from_argv: str | None = None
+    args = list(argv[1:])
+    for i, arg in enumerate(args):
+        if arg in ("--workers", "-w"):
+            from_argv = args[i + 1] if i + 1 < len(args) else ""
+        elif arg.startswith("--workers="):
+            from_argv = arg.removeprefix("--workers=")
+        elif arg.startswith("-w") and not arg.startswith("--"):
+            from_argv = arg[2:]
+    for value in (from_argv, environ.get("WEB_CONCURRENCY")):
+        if value is None:
+            continue
+        try:
+            return max(int(value.strip()), 1)
+        except ValueError:
+            continue  # garbage: the server would refuse it, or read it as one worker
+    return 1
 
 
 class Services:
@@ -154,7 +190,16 @@ class Services:
                 "and other workers refuse them; set JWT_SECRET (at least 32 bytes) in production."
             )
         if self.settings.redis_url is None:
-            logger.info("REDIS_URL is not set: logouts are kept in this process only.")
+            workers = worker_count()
+            if workers > 1:
+                logger.warning(
+                    "REDIS_URL is not set and %d workers serve the app: each keeps its own "
+                    "logouts, so a token logged out in one is still accepted by the others; "
+                    "set REDIS_URL.",
+                    workers,
+                )
+            else:
+                logger.info("REDIS_URL is not set: logouts are kept in this process only.")
 
     async def aclose(self) -> None:
         if isinstance(self.revocation, RedisRevocationStore):

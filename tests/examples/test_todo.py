@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import select, update
 
+from examples.todo.deps import worker_count
 from examples.todo.main import create_app
 from examples.todo.models import User
 from examples.todo.settings import Settings
@@ -49,6 +51,7 @@ def env(
 ) -> Iterator[dict[str, str]]:
     """The app's environment, set before any app is made: SQLite in tmp_path by default."""
     monkeypatch.chdir(tmp_path)  # no stray .env file is read
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)  # one worker, whatever runs the tests
     values = base_env(tmp_path)
     if request.param == "redis":
         if not REDIS_URL:
@@ -198,6 +201,81 @@ def test_random_jwt_secret_is_warned_about(
         assert c.get("/users/me", headers=bearer(token)).status_code == 200
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage().split(":")[0] for r in warnings] == ["JWT_SECRET is not set"]
+
+
+# --- how many workers: WEB_CONCURRENCY, --workers ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "args", "workers"),
+    [
+        pytest.param({}, [], 1, id="nothing"),
+        pytest.param({"WEB_CONCURRENCY": "1"}, [], 1, id="env-1"),
+        pytest.param({"WEB_CONCURRENCY": "4"}, [], 4, id="env-4"),
+        pytest.param({"WEB_CONCURRENCY": " 3 "}, [], 3, id="env-spaces"),
+        pytest.param({"WEB_CONCURRENCY": ""}, [], 1, id="env-empty"),
+        pytest.param({"WEB_CONCURRENCY": "abc"}, [], 1, id="env-garbage"),
+        pytest.param({"WEB_CONCURRENCY": "2.5"}, [], 1, id="env-float"),
+        pytest.param({"WEB_CONCURRENCY": "0"}, [], 1, id="env-zero"),
+        pytest.param({"WEB_CONCURRENCY": "-3"}, [], 1, id="env-negative"),
+        pytest.param({}, ["--workers", "2"], 2, id="workers-space"),
+        pytest.param({}, ["--workers=3"], 3, id="workers-equals"),
+        pytest.param({}, ["-w", "4"], 4, id="w-space"),
+        pytest.param({}, ["-w5"], 5, id="w-attached"),
+        pytest.param({}, ["--workers", "1"], 1, id="workers-1"),
+        pytest.param({}, ["--workers", "abc"], 1, id="workers-garbage"),
+        pytest.param({}, ["--workers="], 1, id="workers-equals-empty"),
+        pytest.param({}, ["--workers"], 1, id="workers-without-value"),
+        pytest.param({}, ["-w"], 1, id="w-without-value"),
+        pytest.param({}, ["--workers", "2", "--workers", "3"], 3, id="last-one-wins"),
+        pytest.param({"WEB_CONCURRENCY": "4"}, ["--workers", "1"], 1, id="argv-over-env"),
+        pytest.param({"WEB_CONCURRENCY": "4"}, ["--workers", "x"], 4, id="garbage-argv-env"),
+        pytest.param({}, ["--port", "2", "--reload"], 1, id="other-options"),
+        pytest.param({}, ["--worker-class", "uvicorn.workers.UvicornWorker"], 1, id="worker-cls"),
+        pytest.param({}, ["--workers-per-core", "2"], 1, id="other-option-prefix"),
+    ],
+)
+def test_worker_count(environ: dict[str, str], args: list[str], workers: int) -> None:
+    assert worker_count(environ, ["uvicorn", "examples.todo.main:app", *args]) == workers
+
+
+def test_worker_count_reads_the_process_environment_and_argv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["uvicorn", "examples.todo.main:app"])
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert worker_count() == 3
+    monkeypatch.delenv("WEB_CONCURRENCY")
+    assert worker_count() == 1
+    # multiprocessing's spawn sets the child's sys.argv to the parent's (a new list object).
+    monkeypatch.setattr(sys, "argv", ["uvicorn", "examples.todo.main:app", "--workers", "2"])
+    assert worker_count() == 2
+
+
+@pytest.mark.parametrize(
+    ("web_concurrency", "level"),
+    [
+        pytest.param(None, logging.INFO, id="one-worker"),
+        pytest.param("2", logging.WARNING, id="two-workers"),
+        pytest.param("abc", logging.INFO, id="garbage"),
+    ],
+)
+def test_memory_revocation_is_a_warning_with_several_workers(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    web_concurrency: str | None,
+    level: int,
+) -> None:
+    if env["REDIS_URL"]:
+        pytest.skip("with REDIS_URL, logouts are shared")
+    monkeypatch.setattr(sys, "argv", ["uvicorn", "examples.todo.main:app"])
+    if web_concurrency is not None:
+        monkeypatch.setenv("WEB_CONCURRENCY", web_concurrency)
+    with caplog.at_level(logging.INFO, logger="todo"), TestClient(create_app(Settings())):
+        pass
+    [record] = [r for r in caplog.records if r.getMessage().startswith("REDIS_URL is not set")]
+    assert record.levelno == level
 
 
 # --- settings ----------------------------------------------------------------------------

@@ -201,3 +201,28 @@ def test_health_and_headers(http: httpx.Client) -> None:
     assert data(response) == {"database": True}
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     assert "x-process-time" in response.headers
+
+
+def test_two_workers_without_redis_warn_that_logouts_are_per_worker(tmp_path: Path) -> None:
+    """``uvicorn --workers 2``: each spawned worker sees the parent's ``--workers 2``."""
+    env = {**os.environ, **base_env(tmp_path), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    env.pop("WEB_CONCURRENCY", None)  # the command line alone says how many
+    port = free_port()
+    server = Server(f"http://127.0.0.1:{port}", tmp_path / "out.log")
+    args = ["examples.todo.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--workers", "2", "--no-access-log", "--log-level", "warning"]
+    warning = r"WARNING todo \[[^\]]*\] REDIS_URL is not set and 2 workers serve the app"
+    with uvicorn_process(
+        args,
+        log_path=server.log_path,
+        ready_url=f"{server.base_url}/health",
+        env=env,
+        startup_timeout=STARTUP_TIMEOUT,
+    ):
+        # The second worker may start after the first has answered /health.
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while len(re.findall(warning, server.log())) < 2:  # one line from each worker
+            if time.monotonic() > deadline:
+                pytest.fail(f"{warning!r} not twice in the server output:\n{server.log()}")
+            time.sleep(0.05)
+    assert "logouts are kept in this process only" not in server.log()
