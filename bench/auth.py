@@ -1,4 +1,4 @@
-"""Auth: does a login burst stall the server, and what does the auth dependency cost?
+"""Auth: login bursts, the auth dependency's cost, timing leaks, and a login flood.
 
 1. Login under load, through uvicorn. Two servers on free 127.0.0.1 ports (one worker
    each, ``--log-level warning --no-access-log``), both with ``GET /health``:
@@ -14,12 +14,39 @@
    ``jwt.decode(token, secret, algorithms=["HS256"])`` + a dict lookup by hand; interleaved
    rounds, short (1,000 requests) so that other load on the machine hits both apps alike;
    median per-round ratio. Target: >= 0.80.
+3. User enumeration by timing (``--part timing``). ``PasswordHasher()`` at default costs and
+   the ``authenticate`` of ``_auth_apps.fastkit_authenticate`` (``averify`` for the known
+   user, ``adummy_verify()`` for an unknown one). Four cases: unknown user + normal
+   password, known user + wrong normal password, and the same two with a 4,097-byte
+   password (one over passlib's limit). Timed three ways, ``--samples`` interleaved rounds
+   (30) of one sequential login per case, median: ``authenticate`` called directly; a real
+   login through uvicorn to ``auth_router`` as configured by default (which answers 422 to
+   passwords over 1,024 characters before ``authenticate`` runs); and to an
+   ``auth_router`` with ``max_password_length=8192``, so that 4,097 bytes reach the hasher.
+   Reported: the medians and unknown/known for normal and long passwords. Target: every
+   ratio within 0.8-1.2. For the record, the old refusal: ``hasher.context.verify(long,
+   stored)`` raising ``ValueError`` at once vs a real verification.
+4. A login flood on the todo example (``--part flood``, needs PostgreSQL on 127.0.0.1:5432,
+   user postgres, db test). ``uvicorn examples.todo.main:app`` (one worker) on a fresh
+   schema (dropped after), default argon2 costs, ``JWT_SECRET`` and a demo user set; the
+   demo user logs in and creates 3 todos. Then for ``--duration`` s (20)
+   ``--flood-concurrency`` asyncio tasks (60) post bogus logins back to back (half random
+   unknown usernames, half wrong passwords for the demo user) while two pollers hit
+   ``GET /health`` and an authenticated ``GET /todos`` every 50 ms. Reported: logins by
+   status (400 / 503 / other), logins/s, the 503s' Retry-After values, ``/health`` and
+   ``/todos`` answers and p50/p99, and the server log's warnings and errors. Targets: no
+   503 from ``/health``, ``/todos`` p99 under 1 s. The same flood then runs against a
+   temporary copy of ``examples/`` whose ``todo/deps.py`` is taken from ``--before-rev``
+   (before the commit where ``authenticate`` stopped holding a session while hashing), for
+   contrast; ``--before-rev ''`` skips it.
 
 Servers are stopped however the script ends; every load loop is bounded in time and count.
 
-    hatch run bench:auth                          # ~1.5 min
+    hatch run bench:auth                          # all four, ~5 min
     hatch run bench:auth --part dependency        # only 2.
-    hatch run bench:auth --duration 4 --rounds 10 --no-write   # quick look
+    hatch run bench:auth --part timing            # only 3., ~1.5 min
+    hatch run bench:auth --part flood             # only 4., ~1.5 min
+    hatch run bench:auth --duration 4 --rounds 10 --samples 5 --no-write   # quick look
 """
 
 from __future__ import annotations
@@ -32,6 +59,9 @@ import json
 import math
 import os
 import platform
+import random
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -41,8 +71,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from pathlib import Path
 from typing import IO, Any
 
 import _auth_apps as apps
@@ -79,6 +113,81 @@ def describe_load(load_before: float) -> str:
     return f"load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} after"
 
 
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a Markdown table: first column left-aligned, the others right-aligned."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "| --- |" + " ---: |" * (len(header) - 1),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def percentile(seconds: list[float], q: float) -> float:
+    """Nearest-rank percentile of ``seconds``, in ms (nan without samples)."""
+    if not seconds:
+        return math.nan
+    ordered = sorted(seconds)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000
+
+
+def wait_health(
+    name: str,
+    process: subprocess.Popen[bytes] | None,
+    log: IO[bytes] | None,
+    url: str,
+    timeout: float = 30.0,
+) -> tuple[int, bytes]:
+    """Poll ``url`` (a server's /health) until it answers; its status and body."""
+    if process is None:
+        raise RuntimeError(f"{name} server was not started")
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            sys.exit(f"{name} server exited early:\n{read_log(log, tail=4000)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"{name} server did not answer within {timeout:.0f}s")
+            time.sleep(0.1)
+
+
+async def poll(
+    client: Any,  # httpx2.AsyncClient
+    url: str,
+    *,
+    start: float,
+    deadline: float,
+    interval: float,
+    record: Callable[[int | None, float], None],
+    headers: dict[str, str] | None = None,
+) -> None:
+    """GET ``url`` every ``interval`` s from ``start`` to ``deadline`` (``perf_counter``).
+
+    Sequential: a slow answer delays the next poll. ``record(status, seconds)`` gets each
+    answer, with ``None`` for a transport error; at most ``MAX_SAMPLES`` polls.
+    """
+    import httpx2
+
+    next_at = start
+    for _ in range(MAX_SAMPLES):
+        now = time.perf_counter()
+        if next_at > now:
+            await asyncio.sleep(next_at - now)
+        sent = time.perf_counter()
+        if sent >= deadline:
+            return
+        try:
+            status: int | None = (await client.get(url, headers=headers)).status_code
+        except httpx2.HTTPError:
+            status = None
+        record(status, time.perf_counter() - sent)
+        next_at = sent + interval
+
+
 # --- 1. login under load -------------------------------------------------------------------
 
 
@@ -95,11 +204,14 @@ class Phase:
     failed_health: int = 0
 
     def pct(self, q: float) -> float:
-        """Nearest-rank percentile of the latencies, in ms (nan without samples)."""
-        if not self.latencies:
-            return math.nan
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000
+        """Nearest-rank percentile of the /health latencies, in ms (nan without samples)."""
+        return percentile(self.latencies, q)
+
+    def record_health(self, status: int | None, seconds: float) -> None:
+        if status == 200:
+            self.latencies.append(seconds)
+        else:
+            self.failed_health += 1
 
     @property
     def rate(self) -> float:
@@ -112,6 +224,7 @@ class Server:
     factory: str  # attribute of bench/_auth_apps.py
     token_path: str
     hashing: str
+    refused_status: int  # the answer to a wrong password
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
@@ -157,23 +270,9 @@ def login_form(password: str = apps.PASSWORD) -> dict[str, str]:
     return {"grant_type": "password", "username": apps.USERNAME, "password": password}
 
 
-def wait_ready(server: Server, timeout: float = 30.0) -> None:
+def wait_ready(server: Server) -> None:
     """Poll /health until it answers, then check one good and one bad login."""
-    process = server.process
-    if process is None:
-        raise RuntimeError(f"{server.name} server was not started")
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            sys.exit(f"{server.name} server exited early:\n{server_log(server)}")
-        try:
-            with urllib.request.urlopen(server.url("/health"), timeout=2) as response:
-                status, body = response.status, response.read()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit(f"{server.name} server did not answer within {timeout:.0f}s")
-            time.sleep(0.1)
+    status, body = wait_health(server.name, server.process, server.log, server.url("/health"))
     problems = []
     if status != 200 or json.loads(body) != apps.HEALTH:
         problems.append(f"/health answered {status} {body!r}")
@@ -185,8 +284,10 @@ def wait_ready(server: Server, timeout: float = 30.0) -> None:
     if not isinstance(answer.get("access_token"), str) or answer.get("token_type") != "bearer":
         problems.append(f"login answered {status} {body[:200]!r}, expected a bearer token")
     status, body = _post_form(server.url(server.token_path), login_form("wrong password"))
-    if status != 401:
-        problems.append(f"a wrong password answered {status} {body[:200]!r}, expected 401")
+    if status != server.refused_status:
+        problems.append(
+            f"a wrong password answered {status} {body[:200]!r}, expected {server.refused_status}"
+        )
     if problems:
         sys.exit(f"{server.name} server: " + "; ".join(problems))
 
@@ -210,28 +311,6 @@ async def measure(server: Server, duration: float, concurrency: int, interval: f
         start = time.perf_counter()
         deadline = start + duration
 
-        async def poll() -> None:
-            next_at = start
-            while len(phase.latencies) < MAX_SAMPLES:
-                now = time.perf_counter()
-                if next_at > now:
-                    await asyncio.sleep(next_at - now)
-                sent = time.perf_counter()
-                if sent >= deadline:
-                    return
-                try:
-                    response = await health.get(health_url)
-                except httpx2.HTTPError:
-                    phase.failed_health += 1
-                    next_at = sent + interval
-                    continue
-                elapsed = time.perf_counter() - sent
-                if response.status_code == 200:
-                    phase.latencies.append(elapsed)
-                else:
-                    phase.failed_health += 1
-                next_at = sent + interval  # sequential: a slow answer delays the next poll
-
         async def login_loop() -> None:
             while time.perf_counter() < deadline:
                 if phase.logins + phase.late_logins >= MAX_LOGINS:
@@ -251,7 +330,17 @@ async def measure(server: Server, duration: float, concurrency: int, interval: f
         # In-flight logins finish after the window (not cancelled, so that the server is
         # idle again before the next phase); the outer bound catches a wedged server.
         await asyncio.wait_for(
-            asyncio.gather(poll(), *(login_loop() for _ in range(concurrency))),
+            asyncio.gather(
+                poll(
+                    health,
+                    health_url,
+                    start=start,
+                    deadline=deadline,
+                    interval=interval,
+                    record=phase.record_health,
+                ),
+                *(login_loop() for _ in range(concurrency)),
+            ),
             timeout=duration + 120,
         )
     return phase
@@ -259,12 +348,19 @@ async def measure(server: Server, duration: float, concurrency: int, interval: f
 
 def run_login(args: argparse.Namespace) -> list[Server]:
     servers = [
-        Server("fastkit auth_router", "fastkit_login", apps.FASTKIT_TOKEN_PATH, argon2_label()),
+        Server(
+            "fastkit auth_router",
+            "fastkit_login",
+            apps.FASTKIT_TOKEN_PATH,
+            argon2_label(),
+            refused_status=400,  # RFC 6749's invalid_grant
+        ),
         Server(
             "seed login",
             "seed_login",
             apps.SEED_TOKEN_PATH,
             f"bcrypt cost {apps.BCRYPT_ROUNDS}, on the event loop",
+            refused_status=401,
         ),
     ]
     interval = args.interval / 1000
@@ -299,8 +395,6 @@ def run_login(args: argparse.Namespace) -> list[Server]:
 
 def argon2_label() -> str:
     """The parameters PasswordHasher() really hashes with, read from a hash it made."""
-    import re
-
     from fastkit.auth import PasswordHasher
 
     hasher = PasswordHasher()
@@ -376,16 +470,14 @@ def render_login(
         f"{os.cpu_count()} CPU(s), {describe_load(load_before)}.",
         "",
         f"- fastkit: `auth_router`, `authenticate` awaits `PasswordHasher().averify` "
-        f"({servers[0].hashing}); `install_exception_handlers` for the router's 401.",
+        f"({servers[0].hashing}); `install_exception_handlers` for the router's errors.",
         f'- seed: `@app.post("/token") async def login(form: OAuth2PasswordRequestForm = '
         f'Depends())` calling `CryptContext(schemes=["bcrypt"]).verify` directly '
         f"({servers[1].hashing}).",
         f"- libpass {version('libpass')}, argon2-cffi {version('argon2-cffi')}, "
         f"bcrypt {version('bcrypt')}.",
         "",
-        "| " + " | ".join(header) + " |",
-        "| --- |" + " ---: |" * (len(header) - 1),
-        *("| " + " | ".join(r) + " |" for r in rows),
+        *md_table(header, rows),
         "",
         f"**fastkit `/health` p99 under load / idle: {ratio:.1f}x** "
         f"(target <= {LOGIN_TARGET:g}x) {verdict}",
@@ -481,13 +573,588 @@ def render_dependency(
         '- raw: `jwt.decode(token, SECRET, algorithms=["HS256"])` on the `Authorization` '
         'header read from `Request`, then `users.get(payload["sub"])`.',
         "",
-        "| " + " | ".join(header) + " |",
-        "| --- |" + " ---: |" * (len(header) - 1),
-        *("| " + " | ".join(r) + " |" for r in rows),
+        *md_table(header, rows),
         "",
         f"**fastkit / raw jwt.decode: {ratio:.2f}** (target >= {DEPENDENCY_TARGET:.2f}) {verdict}",
     ]
     return "\n".join(lines), "\n".join(md), ratio
+
+
+# --- 3. user enumeration by timing ---------------------------------------------------------
+
+LONG_PASSWORD = "x" * 4097  # one byte over passlib's 4,096 (ASCII: as many bytes as characters)
+WRONG_PASSWORD = "not the password"
+UNKNOWN_USER = "mallory"
+TIMING_CASES = {  # name: (username, password), in the order of the columns
+    "unknown": (UNKNOWN_USER, WRONG_PASSWORD),
+    "known": (apps.USERNAME, WRONG_PASSWORD),
+    "unknown long": (UNKNOWN_USER, LONG_PASSWORD),
+    "known long": (apps.USERNAME, LONG_PASSWORD),
+}
+TIMING_BAND = (0.8, 1.2)  # unknown / known median login time
+# The case order of each round (a Williams square): every case follows every other once per
+# four rounds. A plain rotation would put one fast 422 case behind a 64 MiB hash, which
+# evicts the caches, more often than the other, and time the order instead of the user.
+TIMING_ORDERS = ((0, 1, 3, 2), (1, 2, 0, 3), (2, 3, 1, 0), (3, 0, 2, 1))
+TIMING_BUDGET = 900.0  # s for all the rounds of part 3, whatever --samples says
+
+
+@dataclass
+class TimingLayer:
+    """Where logins are timed: ``attempt(username, password)`` is one login, its answer."""
+
+    name: str
+    attempt: Callable[[str, str], Any]  # async; returns what it answered (a status code)
+    expected: dict[str, str]  # case -> the answer it must give
+    times: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in TIMING_CASES})
+
+    def median(self, case: str) -> float:
+        """The median login time of ``case``, in ms."""
+        return statistics.median(self.times[case]) * 1000
+
+    def ratio(self, unknown: str, known: str) -> float:
+        return self.median(unknown) / self.median(known)
+
+
+@dataclass
+class OldRefusal:
+    """passlib refusing 4,097 bytes at once (the old behaviour) vs a real verification (s)."""
+
+    raised: list[float] = field(default_factory=list)
+    verified: list[float] = field(default_factory=list)
+
+
+async def time_logins(servers: list[Server], samples: int) -> list[TimingLayer]:
+    """``samples`` rounds, each one login per case and layer, in ``TIMING_ORDERS``."""
+    import httpx2
+
+    from fastkit.auth import PasswordHasher
+
+    _, authenticate = apps.fastkit_authenticate(PasswordHasher())
+
+    async def direct(username: str, password: str) -> str:
+        return "None" if await authenticate(username, password) is None else "a user"
+
+    async with httpx2.AsyncClient(timeout=60.0) as client:
+
+        def through(url: str) -> Callable[[str, str], Any]:
+            async def attempt(username: str, password: str) -> str:
+                form = {"grant_type": "password", "username": username, "password": password}
+                return str((await client.post(url, data=form)).status_code)
+
+            return attempt
+
+        refused = dict.fromkeys(TIMING_CASES, "400")
+        layers = [
+            TimingLayer(
+                "PasswordHasher (authenticate called directly)",
+                direct,
+                dict.fromkeys(TIMING_CASES, "None"),
+            ),
+            TimingLayer(
+                f"{servers[0].name} (uvicorn)",
+                through(servers[0].url(servers[0].token_path)),
+                {**refused, "unknown long": "422", "known long": "422"},
+            ),
+            TimingLayer(
+                f"{servers[1].name} (uvicorn)",
+                through(servers[1].url(servers[1].token_path)),
+                refused,
+            ),
+        ]
+        names = list(TIMING_CASES)
+        deadline = time.monotonic() + TIMING_BUDGET
+        for round_no in range(samples + 1):  # round 0 warms up and is not counted
+            order = [names[i] for i in TIMING_ORDERS[round_no % len(TIMING_ORDERS)]]
+            for layer in layers:
+                for case in order:
+                    started = time.perf_counter()
+                    answer = await layer.attempt(*TIMING_CASES[case])
+                    elapsed = time.perf_counter() - started
+                    if answer != layer.expected[case]:
+                        sys.exit(
+                            f"{layer.name}, {case}: answered {answer}, "
+                            f"expected {layer.expected[case]}"
+                        )
+                    if round_no:
+                        layer.times[case].append(elapsed)
+            if round_no % 10 == 0:
+                print(f"timing round {round_no}/{samples} done", file=sys.stderr)
+            if time.monotonic() > deadline:
+                print(f"warning: timing stopped after {round_no} rounds", file=sys.stderr)
+                break
+    return layers
+
+
+def time_old_refusal(samples: int) -> OldRefusal:
+    """What a 4,097-byte password cost before: passlib raises at once, nothing is hashed."""
+    from fastkit.auth import PasswordHasher
+
+    hasher = PasswordHasher()
+    stored = hasher.hash(apps.PASSWORD)
+    old = OldRefusal()
+    for _ in range(samples):
+        started = time.perf_counter()
+        try:
+            hasher.context.verify(LONG_PASSWORD, stored)
+        except ValueError:
+            old.raised.append(time.perf_counter() - started)
+        else:
+            sys.exit("passlib verified a 4,097-byte password instead of refusing it")
+        started = time.perf_counter()
+        hasher.context.verify(WRONG_PASSWORD, stored)
+        old.verified.append(time.perf_counter() - started)
+    return old
+
+
+def run_timing(args: argparse.Namespace) -> tuple[list[TimingLayer], OldRefusal, str]:
+    hashing = argon2_label()
+    servers = [
+        Server(
+            f"auth_router, max_password_length={size}",
+            factory,
+            apps.FASTKIT_TOKEN_PATH,
+            hashing,
+            refused_status=400,
+        )
+        for size, factory in (
+            (1024, "fastkit_login"),
+            (apps.LONG_MAX_PASSWORD, "fastkit_login_long"),
+        )
+    ]
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            start(server, stack.enter_context(tempfile.TemporaryFile()))
+            stack.callback(stop, server)
+        for server in servers:
+            wait_ready(server)
+        layers = asyncio.run(time_logins(servers, args.samples))
+        for server in servers:
+            if server.process is not None and server.process.poll() is not None:
+                sys.exit(f"{server.name} server died:\n{server_log(server)}")
+    return layers, time_old_refusal(args.samples), hashing
+
+
+def render_timing(
+    layers: list[TimingLayer],
+    old: OldRefusal,
+    hashing: str,
+    args: argparse.Namespace,
+    load_before: float,
+) -> tuple[str, str, bool]:
+    low, high = TIMING_BAND
+    header = [
+        "where",
+        "unknown",
+        "known, wrong",
+        "unknown/known",
+        "unknown, 4,097 B",
+        "known, wrong 4,097 B",
+        "unknown/known 4,097 B",
+        "answers",
+    ]
+    rows, ratios = [], []
+    for layer in layers:
+        normal, long = layer.ratio("unknown", "known"), layer.ratio("unknown long", "known long")
+        ratios += [normal, long]
+        rows.append(
+            [
+                layer.name,
+                *(f"{layer.median(case):.1f} ms" for case in ("unknown", "known")),
+                f"{normal:.2f}",
+                *(f"{layer.median(case):.1f} ms" for case in ("unknown long", "known long")),
+                f"{long:.2f}",
+                "/".join(layer.expected[case] for case in TIMING_CASES),
+            ]
+        )
+    holds = all(low <= r <= high for r in ratios)
+    verdict = "PASS" if holds else "MISS"
+    worst = max(ratios, key=lambda r: abs(math.log(r)))
+    raised = statistics.median(old.raised) * 1000
+    verified = statistics.median(old.verified) * 1000
+    old_line = (
+        f"old refusal, for the record: context.verify(4,097 B, stored) raised ValueError in "
+        f"{raised:.3f} ms vs {verified:.1f} ms for a real verification, so unknown/known "
+        f"for a long password was {verified / raised:,.0f}"
+    )
+    target = f"unknown/known within {low:g}-{high:g} in every row (worst {worst:.2f})"
+    lines = text_table(header, rows)
+    lines.insert(0, f"3. Login timing, unknown vs known user (median of {args.samples}, ms)")
+    lines += [old_line, f"{target}: {verdict}"]
+    md = [
+        "## User enumeration by timing",
+        "",
+        f"`python bench/auth.py --part timing --samples {args.samples}`: one user, "
+        f"`PasswordHasher()` at default costs ({hashing}); `authenticate` awaits "
+        "`hasher.averify(password, stored)` for the known user and "
+        "`hasher.adummy_verify()` for an unknown one (`_auth_apps.fastkit_authenticate`). "
+        f"{args.samples} interleaved rounds (after one uncounted), each one sequential login "
+        "per case and row, the case order balanced (each case follows each other as often, "
+        "a Williams square); wall clock per login, median. Four cases: "
+        "an unknown user or the known user with a wrong password, either normal "
+        f"({len(WRONG_PASSWORD)} bytes) or 4,097 bytes (one over passlib's limit). Rows: "
+        "that `authenticate` called directly; `POST /auth/token` through uvicorn to "
+        "`auth_router` as configured by default, which answers 422 to a password over "
+        "1,024 characters before `authenticate` runs; and the same router with "
+        f"`max_password_length={apps.LONG_MAX_PASSWORD}`, so that 4,097 bytes reach the "
+        f"hasher. {describe_server()}, client on the same machine; Python "
+        f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU(s), "
+        f"libpass {version('libpass')}, argon2-cffi {version('argon2-cffi')}, "
+        f"{describe_load(load_before)}.",
+        "",
+        *md_table(header, rows),
+        "",
+        f"*answers*: what each case got, in column order ({', '.join(TIMING_CASES)}).",
+        "",
+        f"For the record, the old refusal: `hasher.context.verify(4,097 bytes, stored)` "
+        f"raises `ValueError` in {raised:.3f} ms (median of {len(old.raised)}) against "
+        f"{verified:.1f} ms for a real verification: an unknown user (a dummy verification) "
+        f"took {verified / raised:,.0f}x as long as the known user with a long password.",
+        "",
+        f"**{target}** {verdict}",
+    ]
+    return "\n".join(lines), "\n".join(md), holds
+
+
+# --- 4. a login flood on the todo example ----------------------------------------------------
+
+ROOT = BENCH_DIR.parent
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"  # loopback only, trust auth
+SHORT_SESSION_COMMIT = "336e928"  # examples/todo: authenticate hashes with no session open
+TODO_SECRET = "bench-auth-flood-secret-0123456789abcdef"
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-password-for-the-flood"
+TODOS = 3  # created by the demo user before the flood
+FLOOD_POLL = 0.05  # s between polls, for /health and for /todos
+TODOS_P99_TARGET = 1000.0  # ms
+
+
+@dataclass
+class Polled:
+    """A poller's answers: counts by status (``error``: no answer) and latencies (s)."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+
+    def record(self, status: int | None, seconds: float) -> None:
+        self.statuses["error" if status is None else str(status)] += 1
+        if status is not None:
+            self.latencies.append(seconds)
+
+
+@dataclass
+class Flood:
+    name: str
+    duration: float
+    concurrency: int
+    logins: Counter[str] = field(default_factory=Counter)  # answers inside the window
+    late_logins: int = 0  # answered after it (in flight when it closed)
+    sent: int = 0
+    retry_after: Counter[str] = field(default_factory=Counter)  # of the 503s
+    health: Polled = field(default_factory=Polled)
+    todos: Polled = field(default_factory=Polled)
+    log: list[str] = field(default_factory=list)  # the server's warnings and errors
+
+    @property
+    def total(self) -> int:
+        return sum(self.logins.values())
+
+
+def log_summary(text: str, limit: int = 5) -> list[str]:
+    """The server log's warnings, errors and exceptions, counted by message (no timestamps)."""
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        level = re.search(r"\b(WARNING|ERROR|CRITICAL)\b:?\s*(.*)", line)
+        if level:
+            message = re.sub(r"\[[^\]]*\] ", "", level.group(2))  # the request id
+            message = re.sub(r"\b\d+(\.\d+)?ms\b", "(time)", message)  # the access log's
+            found[f"{level.group(1)} {message[:160]}"] += 1
+        elif re.match(r"[A-Za-z_][\w.]*(Error|Exception|Timeout)\w*(:|$)", line):
+            found[f"exception {line[:160]}"] += 1  # the last line of a traceback
+    return [f"{count} x {message}" for message, count in found.most_common(limit)]
+
+
+@contextlib.contextmanager
+def todo_source(rev: str | None) -> Iterator[Path]:
+    """Where to serve ``examples.todo`` from: the repo, or a copy with deps.py at ``rev``."""
+    if rev is None:
+        yield ROOT
+        return
+    deps = subprocess.run(
+        ["git", "show", f"{rev}:examples/todo/deps.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="fastkit-bench-todo-") as tmp:
+        shutil.copytree(
+            ROOT / "examples",
+            Path(tmp, "examples"),
+            ignore=shutil.ignore_patterns("__pycache__", "*.db"),
+        )
+        Path(tmp, "examples", "todo", "deps.py").write_text(deps, encoding="utf-8")
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def fresh_schema() -> Iterator[str]:
+    """An empty PostgreSQL schema for the app's tables (it creates them), dropped after."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"bench_auth_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(make_url(PG_URL).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield schema
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def start_todo(cwd: Path, schema: str, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
+    """``uvicorn examples.todo.main:app``, one worker, on PostgreSQL, default argon2 costs."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSWORD_HASH_")}
+    env.update(
+        DATABASE_URL=PG_URL,
+        DATABASE_SCHEMA=schema,
+        REDIS_URL="",  # logouts in memory: one worker, and no Redis traffic in the figures
+        JWT_SECRET=TODO_SECRET,
+        DEMO_USERNAME=DEMO_USER,
+        DEMO_PASSWORD=DEMO_PASSWORD,
+        LOG_LEVEL="WARNING",  # the app's warnings and errors, not a line per request
+    )
+    command = [
+        sys.executable, "-m", "uvicorn", "examples.todo.main:app", "--host", HOST,
+        "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    )
+    return process, port
+
+
+async def flood(name: str, base: str, duration: float, concurrency: int) -> Flood:
+    """Log in, create todos, then bogus logins from ``concurrency`` tasks while polling."""
+    import httpx2
+
+    result = Flood(name, duration, concurrency)
+    async with httpx2.AsyncClient(base_url=base, timeout=60.0) as client:
+        form = {"grant_type": "password", "username": DEMO_USER, "password": DEMO_PASSWORD}
+        response = await client.post("/auth/token", data=form)
+        if response.status_code != 200:
+            sys.exit(f"{name}: the demo login answered {response.status_code} {response.text}")
+        auth = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        for i in range(TODOS):
+            response = await client.post("/todos", json={"title": f"todo {i + 1}"}, headers=auth)
+            if response.status_code != 201:
+                sys.exit(f"{name}: POST /todos answered {response.status_code} {response.text}")
+        response = await client.get("/todos", headers=auth)
+        if response.status_code != 200 or response.json()["data"]["total"] != TODOS:
+            sys.exit(f"{name}: GET /todos answered {response.status_code} {response.text}")
+
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with (
+        httpx2.AsyncClient(base_url=base, timeout=60.0, limits=limits) as logins,
+        httpx2.AsyncClient(base_url=base, timeout=60.0) as health,
+        httpx2.AsyncClient(base_url=base, timeout=60.0) as todos,
+    ):
+        await health.get("/health")  # open the pollers' connections outside the window
+        await todos.get("/todos", headers=auth)
+        start = time.perf_counter()
+        deadline = start + duration
+
+        async def bogus_logins(seed: int) -> None:
+            rng = random.Random(seed)
+            while time.perf_counter() < deadline and result.sent < MAX_LOGINS:
+                result.sent += 1
+                guess = f"guess-{rng.getrandbits(64):016x}"
+                username = f"nobody-{rng.getrandbits(64):016x}" if rng.random() < 0.5 else DEMO_USER
+                form = {"grant_type": "password", "username": username, "password": guess}
+                try:
+                    response = await logins.post("/auth/token", data=form)
+                except httpx2.HTTPError as error:
+                    answer = type(error).__name__
+                else:
+                    answer = str(response.status_code)
+                    if response.status_code == 503:
+                        result.retry_after[response.headers.get("retry-after", "none")] += 1
+                if time.perf_counter() <= deadline:
+                    result.logins[answer] += 1
+                else:
+                    result.late_logins += 1
+
+        window = {"start": start, "deadline": deadline, "interval": FLOOD_POLL}
+        # In-flight logins finish after the window; the outer bound catches a wedged server.
+        await asyncio.wait_for(
+            asyncio.gather(
+                poll(health, "/health", record=result.health.record, **window),
+                poll(todos, "/todos", record=result.todos.record, headers=auth, **window),
+                *(bogus_logins(seed) for seed in range(concurrency)),
+            ),
+            timeout=duration + 120,
+        )
+    return result
+
+
+def run_flood(args: argparse.Namespace) -> list[Flood]:
+    variants: list[tuple[str, str | None]] = [("short session (now)", None)]
+    if args.before_rev:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", f"{args.before_rev}^{{commit}}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if found.returncode:
+            print(
+                f"warning: no commit {args.before_rev!r}; only the current example", file=sys.stderr
+            )
+        else:
+            short = found.stdout.strip()
+            variants.append((f"session held ({args.before_rev} = {short})", args.before_rev))
+    results = []
+    for name, rev in variants:
+        with contextlib.ExitStack() as stack:  # unwinds: server, log, schema, copy
+            source = stack.enter_context(todo_source(rev))
+            schema = stack.enter_context(fresh_schema())
+            log = stack.enter_context(tempfile.TemporaryFile())
+            process, port = start_todo(source, schema, log)
+            stack.callback(stop_process, process, 15.0)
+            base = f"http://{HOST}:{port}"
+            status, body = wait_health(name, process, log, f"{base}/health", timeout=60.0)
+            if status != 200:
+                sys.exit(f"{name}: /health answered {status} {body[:200]!r}")
+            result = asyncio.run(flood(name, base, args.flood_duration, args.flood_concurrency))
+            if process.poll() is not None:
+                sys.exit(f"{name} server died:\n{read_log(log, tail=4000)}")
+            result.log = log_summary(read_log(log))
+        results.append(result)
+        print(
+            f"{name}: {result.total / result.duration:.0f} logins/s, "
+            f"/todos p99 {percentile(result.todos.latencies, 0.99):.0f} ms",
+            file=sys.stderr,
+        )
+    return results
+
+
+def describe_example() -> str:
+    """Which examples/todo/deps.py 'now' is: HEAD, with or without the short-session commit."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+    head = git("rev-parse", "--short", "HEAD").stdout.strip()
+    landed = git("merge-base", "--is-ancestor", SHORT_SESSION_COMMIT, "HEAD").returncode == 0
+    edited = bool(git("status", "--porcelain", "--", "examples/todo").stdout.strip())
+    return (
+        f"the working tree at {head}, which "
+        + ("includes" if landed else "does NOT include")
+        + f" {SHORT_SESSION_COMMIT}"
+        + (", with uncommitted changes in examples/todo" if edited else "")
+    )
+
+
+def counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{key}: {n}" for key, n in sorted(counter.items())) or "-"
+
+
+def render_flood(
+    floods: list[Flood], args: argparse.Namespace, load_before: float
+) -> tuple[str, str, bool]:
+    login_header = ["app", "400", "503", "other", "logins/s", "400/s", "503 share", "Retry-After"]
+    login_rows = []
+    for f in floods:
+        other = {k: n for k, n in f.logins.items() if k not in ("400", "503")}
+        login_rows.append(
+            [
+                f.name,
+                str(f.logins["400"]),
+                str(f.logins["503"]),
+                counts(Counter(other)) if other else "0",
+                f"{f.total / f.duration:.1f}",
+                f"{f.logins['400'] / f.duration:.1f}",
+                f"{f.logins['503'] / max(f.total, 1):.0%}",
+                counts(Counter({f"{k} s": n for k, n in f.retry_after.items()})),
+            ]
+        )
+    poll_header = ["app", "endpoint", "answers", "p50", "p99", "max"]
+    poll_rows = [
+        [
+            f.name,
+            endpoint,
+            counts(polled.statuses),
+            f"{percentile(polled.latencies, 0.5):.1f} ms",
+            f"{percentile(polled.latencies, 0.99):.1f} ms",
+            f"{percentile(polled.latencies, 1.0):.1f} ms",
+        ]
+        for f in floods
+        for endpoint, polled in (("GET /health", f.health), ("GET /todos", f.todos))
+    ]
+
+    def targets(f: Flood) -> tuple[bool, str]:
+        health_503 = f.health.statuses["503"]
+        p99 = percentile(f.todos.latencies, 0.99)
+        ok = health_503 == 0 and p99 < TODOS_P99_TARGET
+        return ok, (
+            f"{f.name}: /health 503s {health_503} (target 0), /todos p99 {p99:.0f} ms "
+            f"(target < {TODOS_P99_TARGET:.0f} ms): {'PASS' if ok else 'MISS'}"
+        )
+
+    holds, target_line = targets(floods[0])
+    others = [targets(f)[1] + " (for contrast)" for f in floods[1:]]
+    logs = [
+        f"{f.name} server log: " + ("; ".join(f.log) if f.log else "no warnings or errors")
+        for f in floods
+    ]
+    lines = [
+        f"4. Login flood on examples/todo (PostgreSQL, {args.flood_concurrency} tasks, "
+        f"{args.flood_duration:g} s)",
+        *text_table(login_header, login_rows),
+        "",
+        *text_table(poll_header, poll_rows),
+        *logs,
+        *others,
+        target_line,
+    ]
+    md = [
+        "## Login flood on the todo example (PostgreSQL)",
+        "",
+        f"`python bench/auth.py --part flood --duration {args.flood_duration:g} "
+        f"--flood-concurrency {args.flood_concurrency}`: `uvicorn examples.todo.main:app` "
+        f"({describe_server()}) on PostgreSQL 127.0.0.1 (a fresh schema, dropped after), "
+        "default argon2 costs, `JWT_SECRET` and a demo user set, no Redis. The demo user logs "
+        f"in and creates {TODOS} todos; then for {args.flood_duration:g} s "
+        f"{args.flood_concurrency} asyncio tasks (httpx2, one connection each) post bogus "
+        "logins back to back, half random unknown usernames and half wrong passwords for the "
+        f"demo user, while two pollers `GET /health` and an authenticated `GET /todos` "
+        f"every {FLOOD_POLL * 1000:.0f} ms (sequentially, each on its own connection). "
+        "Logins counted inside the window; *503 share* is of all logins, *Retry-After* the "
+        "values the 503s carried. Latencies are of every answer, nearest rank. "
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU(s), "
+        f"{describe_load(load_before)}.",
+        "",
+        "- *short session (now)*: `Services.authenticate` looks the user up in a short "
+        f"session, closes it, then hashes ({describe_example()}).",
+        f"- *session held*: the same example with `examples/todo/deps.py` from before "
+        f"{SHORT_SESSION_COMMIT} (a temporary copy, not committed): the session, hence a "
+        "pooled connection, stays open while the login waits for and runs its hash.",
+        "",
+        *md_table(login_header, login_rows),
+        "",
+        *md_table(poll_header, poll_rows),
+        "",
+        *(f"- {line}" for line in logs),
+        "",
+        *(f"- {line}" for line in others),
+        "",
+        f"**{target_line}**",
+    ]
+    return "\n".join(lines), "\n".join(md), holds
 
 
 # --- main --------------------------------------------------------------------------------
@@ -499,8 +1166,12 @@ def _raise_exit(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["all", "login", "dependency"], default="all")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per login phase")
+    parser.add_argument(
+        "--part", choices=["all", "login", "dependency", "timing", "flood"], default="all"
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds per login phase (8) and of the flood (20)"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="login loops under load")
     parser.add_argument("--interval", type=float, default=20.0, help="ms between /health polls")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load first")
@@ -508,8 +1179,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30, help="/me rounds")
     parser.add_argument("--me-warmup", type=int, default=500, help="/me requests first")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="/me clock")
+    parser.add_argument("--samples", type=int, default=30, help="logins per timing case")
+    parser.add_argument("--flood-concurrency", type=int, default=60, help="bogus login tasks")
+    parser.add_argument(
+        "--before-rev",
+        default=f"{SHORT_SESSION_COMMIT}^",
+        help="also flood the todo example with examples/todo/deps.py at this revision ('' to skip)",
+    )
     parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
     args = parser.parse_args(argv)
+    args.flood_duration = 20.0 if args.duration is None else args.duration
+    args.duration = 8.0 if args.duration is None else args.duration
     if not (
         0 < args.duration <= 60
         and 0 <= args.warmup <= 30
@@ -518,10 +1198,13 @@ def main(argv: list[str] | None = None) -> int:
         and 1 <= args.requests <= 100_000
         and 1 <= args.rounds <= 200
         and 0 <= args.me_warmup <= 100_000
+        and 1 <= args.samples <= 200
+        and 1 <= args.flood_concurrency <= 200
     ):
         parser.error(
             "keep it bounded: 0 < --duration <= 60, --warmup 0-30, --concurrency 1-64, "
-            "--interval 5-1000, --requests 1-100000, --rounds 1-200, --me-warmup 0-100000"
+            "--interval 5-1000, --requests 1-100000, --rounds 1-200, --me-warmup 0-100000, "
+            "--samples 1-200, --flood-concurrency 1-200"
         )
     signal.signal(signal.SIGTERM, _raise_exit)  # so that `finally` stops the servers
     load_before = os.getloadavg()[0]
@@ -540,6 +1223,14 @@ def main(argv: list[str] | None = None) -> int:
         rates = asyncio.run(run_dependency(args))
         table, markdown, _ = render_dependency(rates, args, load_before)
         outputs.append(("dependency", table, markdown))
+    if args.part in ("all", "timing"):
+        layers, old, hashing = run_timing(args)
+        table, markdown, _ = render_timing(layers, old, hashing, args, load_before)
+        outputs.append(("timing", table, markdown))
+    if args.part in ("all", "flood"):
+        floods = run_flood(args)
+        table, markdown, _ = render_flood(floods, args, load_before)
+        outputs.append(("flood", table, markdown))
 
     print("\n\n".join(table for _, table, _ in outputs))
     if not args.no_write:
