@@ -224,3 +224,44 @@ def test_swagger_ui_authorize_gets_a_token(
         assert errors == []
     finally:
         page.context.close()
+
+
+def test_swagger_ui_authorize_shows_the_token_endpoint_error(
+    browser: Browser, docs_app: tuple[Server, tuple[str, str]]
+) -> None:
+    """A wrong password: the dialog shows the RFC 6749 error; then the right one authorizes."""
+    from playwright.sync_api import expect
+
+    server, (username, password) = docs_app
+    page = open_page(browser)
+    errors: list[Any] = []
+    page.on("pageerror", lambda error: errors.append(error))
+    try:
+        serve_swagger_locally(page)
+        page.goto(f"{server.base_url}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_be_visible()
+        page.click("button.authorize")
+        page.fill("#oauth_username", username)
+        page.fill("#oauth_password", "not-the-password")
+        with page.expect_response(lambda r: r.url.endswith("/auth/token")) as answered:
+            page.click(".auth-btn-wrapper button.authorize")
+        refused = answered.value
+        assert refused.status == 400, refused.text()
+        body = refused.json()
+        assert body["error"] == "invalid_grant"
+        # Swagger UI reads error and error_description from the body (RFC 6749 5.2) and
+        # shows them in the dialog: "..., error: invalid_grant, description: ...".
+        shown = page.locator(".auth-container .errors")
+        expect(shown).to_contain_text("error: invalid_grant")
+        expect(shown).to_contain_text(f"description: {body['error_description']}")
+        expect(page.locator(".auth-btn-wrapper button", has_text="Logout")).to_have_count(0)
+
+        page.fill("#oauth_password", password)
+        with page.expect_response(lambda r: r.url.endswith("/auth/token")) as answered:
+            page.click(".auth-btn-wrapper button.authorize")
+        assert answered.value.status == 200, answered.value.text()
+        expect(page.locator(".auth-btn-wrapper button", has_text="Logout")).to_be_visible()
+        expect(page.locator(".auth-container .errors")).to_have_count(0)
+        assert errors == []
+    finally:
+        page.context.close()
