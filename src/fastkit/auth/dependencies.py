@@ -3,7 +3,6 @@
 # No ``from __future__ import annotations``: FastAPI evaluates the endpoints' annotations,
 # which name local variables of the functions that build them.
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Generic, TypeVar, cast
@@ -11,8 +10,8 @@ from typing import Annotated, Any, Generic, TypeVar, cast
 from fastapi import Depends, Security
 from fastapi.params import Security as SecurityParam
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
-from starlette.concurrency import run_in_threadpool
 
+from fastkit._concurrency import call_maybe_async
 from fastkit.auth.revocation import MemoryRevocationStore, RevocationStore
 from fastkit.auth.tokens import TokenClaims, TokenError, TokenService
 from fastkit.errors import Forbidden, Unauthorized
@@ -108,13 +107,7 @@ class JWTAuth(Generic[U]):
 
     async def load_user(self, claims: TokenClaims) -> U:
         """The user for ``claims``; 401 if unknown, 403 if ``is_active`` says no."""
-        if inspect.iscoroutinefunction(self.user_loader):
-            user = await self.user_loader(claims)
-        else:
-            # A sync loader may query a database: keep it off the event loop.
-            user = await run_in_threadpool(self.user_loader, claims)
-            if inspect.isawaitable(user):
-                user = await user
+        user = await call_maybe_async(self.user_loader, claims)  # a sync one: threadpool
         if user is None:
             raise _invalid("unknown_user")
         if self.is_active is not None and not self.is_active(cast(U, user)):

@@ -3,7 +3,6 @@
 # No ``from __future__ import annotations``: FastAPI evaluates the endpoints' annotations,
 # which name local variables of the functions that build them.
 
-import inspect
 import logging
 import time
 import uuid
@@ -12,10 +11,10 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Body, Depends, Form, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
+from fastkit._concurrency import call_maybe_async
 from fastkit.auth.dependencies import JWTAuth, _invalid
-from fastkit.auth.tokens import TokenClaims, TokenError
+from fastkit.auth.tokens import MAX_TOKEN_LENGTH, TokenClaims, TokenError
 from fastkit.errors import BadRequest, Forbidden, Unauthorized, render_error
 from fastkit.responses import Envelope, ok
 
@@ -26,7 +25,6 @@ logger = logging.getLogger("fastkit.auth")
 U = TypeVar("U")
 
 WRONG_CREDENTIALS = "Incorrect username or password"
-MAX_TOKEN_LENGTH = 8192  # as TokenService.decode: a longer token is never valid
 # Tokens and token errors must not be cached by browsers or proxies (RFC 6749 5.1, 5.2).
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -90,16 +88,6 @@ def _default_subject(user: Any) -> str:
         f"auth_router cannot tell the id of a {type(user).__name__} user (no id, username "
         "or email); pass subject=lambda user: ... to auth_router."
     )
-
-
-async def _call(function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)``: awaited if async, in the threadpool if sync (it may do I/O)."""
-    if inspect.iscoroutinefunction(function):
-        return await function(*args)
-    result = await run_in_threadpool(function, *args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 def auth_router(
@@ -185,7 +173,7 @@ def auth_router(
     ) -> TokenResponse:
         if not username or not password:
             raise _Refused("invalid_request", "The password grant needs a username and password.")
-        user = cast(U | None, await _call(authenticate, username, password))
+        user = cast(U | None, await call_maybe_async(authenticate, username, password))
         if user is None:
             raise _Refused("invalid_grant", WRONG_CREDENTIALS, "wrong_credentials")
         if auth.is_active is not None and not auth.is_active(user):

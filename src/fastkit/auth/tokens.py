@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fastkit._b64 import b64url_decode
 
-__all__ = ["JWTKey", "TokenClaims", "TokenError", "TokenService", "TokenType"]
+__all__ = ["MAX_TOKEN_LENGTH", "JWTKey", "TokenClaims", "TokenError", "TokenService", "TokenType"]
+
+MAX_TOKEN_LENGTH = 8192  # characters; decode refuses longer tokens as malformed
 
 TokenType = Literal["access", "refresh"]
 
@@ -331,7 +333,11 @@ class TokenService:
         Raises:
             TokenError: With a ``reason`` (see `TokenError`), whatever is wrong.
         """
-        if not isinstance(token, str) or len(token) > 8192 or _COMPACT_JWS.fullmatch(token) is None:
+        if (
+            not isinstance(token, str)
+            or len(token) > MAX_TOKEN_LENGTH
+            or _COMPACT_JWS.fullmatch(token) is None
+        ):
             raise TokenError("malformed")
         header_segment, payload_segment, signature_segment = token.split(".")
         header = _json_segment(header_segment)
