@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit import get_request_id, setup
 from fastkit.app import _ObservabilityMiddleware
-from fastkit.errors import _UnhandledErrorMiddleware
+from fastkit.errors import UnhandledErrorMiddleware as _UnhandledErrorMiddleware
 
 AccessRecords = Callable[[], list[logging.LogRecord]]  # the conftest fixture
 

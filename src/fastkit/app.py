@@ -12,12 +12,7 @@ from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastkit.errors import (
-    ErrorStyle,
-    _answer_unhandled,
-    _UnhandledErrorMiddleware,
-    install_exception_handlers,
-)
+from fastkit.errors import ErrorStyle, UnhandledErrorMiddleware, install_exception_handlers
 from fastkit.middleware.access_log import AccessLogMiddleware
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
 from fastkit.middleware.request_id import RequestIDMiddleware, _request_id
@@ -42,9 +37,9 @@ class _ObservabilityMiddleware:
         # With nothing configured between them (the default), the error responder that
         # install_exception_handlers put innermost is our direct child: absorb it and answer
         # unhandled exceptions here, with the same send, saving a layer on every request.
-        self.answers_errors = isinstance(app, _UnhandledErrorMiddleware)
-        if self.answers_errors:
-            app = app.app  # type: ignore[attr-defined]
+        self.answers_errors = isinstance(app, UnhandledErrorMiddleware)
+        if isinstance(app, UnhandledErrorMiddleware):
+            app = app.app
         self.app = app
         self.request_id = RequestIDMiddleware(app) if request_id else None
         self.access_log = AccessLogMiddleware(app) if access_log else None
@@ -106,7 +101,9 @@ class _ObservabilityMiddleware:
             await self.app(scope, receive, send_observed)
         except Exception as exc:
             if self.answers_errors:
-                await _answer_unhandled(scope, receive, send_observed, exc, status != 0)
+                await UnhandledErrorMiddleware.answer(
+                    scope, receive, send_observed, exc, response_started=status != 0
+                )
             raise
         finally:
             if access_log is not None:

@@ -42,7 +42,7 @@ from fastkit import (
     setup,
 )
 from fastkit.app import _ObservabilityMiddleware
-from fastkit.errors import _UnhandledErrorMiddleware
+from fastkit.errors import UnhandledErrorMiddleware as _UnhandledErrorMiddleware
 from fastkit.middleware.request_id import (
     default_request_id_generator,
     default_request_id_validator,

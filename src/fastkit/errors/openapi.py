@@ -1,0 +1,142 @@
+"""OpenAPI for the error answers: the bodies `install_exception_handlers` really sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+__all__ = ["document_error_responses"]
+
+_VALIDATION_ITEM_SCHEMA: dict[str, Any] = {
+    "title": "ValidationError",
+    "type": "object",
+    "required": ["loc", "msg", "type"],
+    "properties": {
+        "loc": {
+            "title": "Location",
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        },
+        "msg": {"title": "Message", "type": "string"},
+        "type": {"title": "Error Type", "type": "string"},
+    },
+}
+
+_ERRORS_ARRAY: dict[str, Any] = {
+    "type": "array",
+    "items": {"$ref": "#/components/schemas/ValidationError"},
+}
+
+_VALIDATION_BODY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "envelope": {
+        "title": "HTTPValidationError",
+        "type": "object",
+        "required": ["code", "message", "data"],
+        "properties": {
+            "code": {"title": "Code", "type": "integer"},
+            "message": {"title": "Message", "type": "string"},
+            "data": {"title": "Data", **_ERRORS_ARRAY},
+        },
+    },
+    "problem": {
+        "title": "HTTPValidationError",
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "errors"],
+        "properties": {
+            "type": {"title": "Type", "type": "string"},
+            "title": {"title": "Title", "type": "string"},
+            "status": {"title": "Status", "type": "integer"},
+            "detail": {"title": "Detail", "type": "string"},
+            "instance": {"title": "Instance", "type": "string"},
+            "errors": {"title": "Errors", **_ERRORS_ARRAY},
+        },
+    },
+}
+
+
+_ERROR_BODY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "envelope": {
+        "title": "ErrorResponse",
+        "type": "object",
+        "required": ["code", "message", "data"],
+        "properties": {
+            "code": {"title": "Code", "type": "integer"},
+            "message": {"title": "Message", "type": "string"},
+            "data": {"title": "Data"},
+            "request_id": {"title": "Request Id", "type": "string"},
+        },
+    },
+    "problem": {
+        "title": "ErrorResponse",
+        "type": "object",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"title": "Type", "type": "string"},
+            "title": {"title": "Title", "type": "string"},
+            "status": {"title": "Status", "type": "integer"},
+            "detail": {"title": "Detail", "type": "string"},
+            "instance": {"title": "Instance", "type": "string"},
+            "request_id": {"title": "Request Id", "type": "string"},
+        },
+    },
+}
+_MEDIA_TYPES = {"envelope": "application/json", "problem": "application/problem+json"}
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _error_response(style: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            _MEDIA_TYPES[style]: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+        },
+    }
+
+
+def _document_errors(operation: dict[str, Any], style: str) -> None:
+    """Add the error answers every operation can give, where the app did not document them."""
+    responses = operation.setdefault("responses", {})
+    security = operation.get("security") or []
+    if security:
+        responses.setdefault(
+            "401", _error_response(style, "Missing, invalid, expired or revoked token")
+        )
+        if any(scopes for requirement in security for scopes in requirement.values()):
+            responses.setdefault("403", _error_response(style, "Missing scope or inactive user"))
+    responses.setdefault("4XX", _error_response(style, "Client error"))
+    responses.setdefault("5XX", _error_response(style, "Server error or unavailable service"))
+    if style == "problem":
+        content = responses.get("422", {}).get("content", {})
+        if "application/json" in content:
+            content["application/problem+json"] = content.pop("application/json")
+
+
+def document_error_responses(app: FastAPI, style: str) -> None:
+    """Make ``app``'s OpenAPI describe the error bodies fastkit's handlers really send.
+
+    422 gets its real body; every operation gets ``4XX`` and ``5XX`` answers in the error
+    style (``ErrorResponse``), and 401/403 where it requires a token or scopes, unless the
+    app documented those codes itself. `install_exception_handlers` calls it.
+
+    Args:
+        app: The FastAPI application.
+        style: ``"envelope"`` or ``"problem"``, as given to `install_exception_handlers`.
+    """
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        if "HTTPValidationError" in schemas:
+            schemas["HTTPValidationError"] = _VALIDATION_BODY_SCHEMAS[style]
+            schemas["ValidationError"] = _VALIDATION_ITEM_SCHEMA
+        schemas.setdefault("ErrorResponse", _ERROR_BODY_SCHEMAS[style])
+        for path_item in schema.get("paths", {}).values():
+            for method, operation in path_item.items():
+                if method in _HTTP_METHODS and isinstance(operation, dict):
+                    _document_errors(operation, style)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
