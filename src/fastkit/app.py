@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fastkit.errors import ErrorStyle, UnhandledErrorMiddleware, install_exception_handlers
 from fastkit.middleware.access_log import AccessLogMiddleware
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
-from fastkit.middleware.request_id import RequestIDMiddleware, _request_id
+from fastkit.middleware.request_id import RequestIDMiddleware
 from fastkit.middleware.timing import TimingMiddleware
+from fastkit.request_context import reset_request_id
 
 __all__ = ["setup"]
 
@@ -111,7 +112,7 @@ class _ObservabilityMiddleware:
                 # An app that raised before responding: the client got (or gets) a 500.
                 access_log.log(scope, status or 500, duration, request_id)
             if token is not None:
-                _request_id.reset(token)
+                reset_request_id(token)
 
     def _own_headers_removed(self, message: Message) -> list[tuple[bytes, bytes]]:
         """The message's headers as a list without ours (the app set one: replace it)."""

@@ -28,7 +28,7 @@ from fastkit.errors.exceptions import (
     status_phrase,
 )
 from fastkit.errors.openapi import document_error_responses
-from fastkit.middleware.request_id import STATE_HEADER, STATE_ID, get_request_id
+from fastkit.request_context import STATE_HEADER, STATE_ID, get_request_id
 
 __all__ = [
     "ErrorStyle",

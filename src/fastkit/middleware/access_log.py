@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastkit.middleware.request_id import get_request_id
+from fastkit.request_context import get_request_id
 
 __all__ = ["AccessLogMiddleware"]
 

@@ -8,65 +8,31 @@ exception handlers, background tasks), echoes it on the response and exposes it 
 from __future__ import annotations
 
 import logging
-import random
-import re
 from collections.abc import Callable
-from contextvars import ContextVar, Token
+from contextvars import Token
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit.middleware._headers import set_header
+from fastkit.request_context import (
+    STATE_HEADER,
+    STATE_ID,
+    default_request_id_generator,
+    default_request_id_validator,
+    get_request_id,
+    reset_request_id,
+    set_request_id,
+)
 
 __all__ = [
+    "STATE_HEADER",
+    "STATE_ID",
     "RequestIDLogFilter",
     "RequestIDMiddleware",
     "default_request_id_generator",
     "default_request_id_validator",
     "get_request_id",
 ]
-
-_request_id: ContextVar[str | None] = ContextVar("fastkit_request_id", default=None)
-
-# Where the middleware leaves the id and header name in ``scope["state"]``, so that code
-# outside the middleware's context (Starlette's outermost error middleware) can read them.
-STATE_ID = "fastkit.request_id"
-STATE_HEADER = "fastkit.request_id_header"
-
-_VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
-
-def get_request_id() -> str | None:
-    """The current request's id, or None outside a request handled by `RequestIDMiddleware`.
-
-    Example:
-        ```python
-        @app.get("/whoami")
-        async def whoami() -> dict[str, str | None]:
-            return {"request_id": get_request_id()}
-        ```
-    """
-    return _request_id.get()
-
-
-def default_request_id_validator(value: str) -> bool:
-    """Accept 1-128 characters of ``[A-Za-z0-9._-]`` (a uuid, a ULID, a trace id...)."""
-    return _VALID_ID.fullmatch(value) is not None
-
-
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def default_request_id_generator() -> str:
-    """A new random id: a version-4 UUID as 32 lowercase hex characters.
-
-    Request ids must be unique, not secret: the bits come from the ``random`` module
-    (reseeded in forked workers), which is several times cheaper per request than
-    ``uuid.uuid4()`` and its ``os.urandom`` call. They are predictable, so never use them
-    as tokens or idempotency keys; pass ``generator=lambda: uuid.uuid4().hex`` if you must.
-    """
-    bits = (random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
-    return "%032x" % bits  # noqa: UP031 -- measurably cheaper than an f-string here
 
 
 class RequestIDMiddleware:
@@ -121,13 +87,10 @@ class RequestIDMiddleware:
     def begin(self, scope: Scope) -> tuple[str, Token[str | None]]:
         """Pick the request's id, publish it (contextvar, ``scope["state"]``); return it.
 
-        Pass the returned token to ``_request_id.reset`` when the request ends.
+        Pass the returned token to `reset_request_id` when the request ends.
         """
         request_id = self._incoming(scope) or self.generator()
-        state = scope.setdefault("state", {})
-        state[STATE_ID] = request_id
-        state[STATE_HEADER] = self.header
-        return request_id, _request_id.set(request_id)
+        return request_id, set_request_id(scope, request_id, self.header)
 
     def stamp(self, message: Message, request_id: str) -> None:
         """Put the id on an ``http.response.start`` message."""
@@ -148,7 +111,7 @@ class RequestIDMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            _request_id.reset(token)
+            reset_request_id(token)
 
 
 class RequestIDLogFilter(logging.Filter):
@@ -169,6 +132,6 @@ class RequestIDLogFilter(logging.Filter):
         self.default = default
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request_id = _request_id.get()
+        request_id = get_request_id()
         record.request_id = request_id if request_id is not None else self.default
         return True
