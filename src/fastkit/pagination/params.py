@@ -1,46 +1,32 @@
-"""Page, limit-offset and cursor pagination: query models, page models, cursors.
+"""Query models: ``?page=&page_size=``, ``?limit=&offset=``, ``?cursor=&size=``, ``?sort=``.
 
-Plain Pydantic models and functions, no app patching. Use a params model as a dependency
-(``Annotated[PageParams, Depends()]`` or ``Annotated[PageParams, Query()]``), return a
-page model. `paginate` slices in-memory sequences; SQLAlchemy queries go through
-``fastkit.db.apaginate`` / ``fastkit.db.paginate`` (this module imports no SQLAlchemy).
+Declare them as ``Annotated[PageParams, Query()]``: FastAPI validates the query string into
+the model on the event loop (``Depends(PageParams)`` would build it in a worker thread on
+every request). Each params model turns itself into plain data with `to_raw_params`
+(`RawParams` offset/limit or `CursorRawParams`), which is all the paginators read, and
+builds its page with `create_page`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import enum
-import hashlib
-import hmac
-import json
-import math
 import re
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
-from fastkit._b64 import b64url_decode, b64url_encode
-from fastkit.errors import BadRequest
+from fastkit.pagination.pages import CursorPage, LimitOffsetPage, Page
 
 __all__ = [
-    "CursorPage",
     "CursorParams",
-    "InvalidCursor",
-    "LimitOffsetPage",
+    "CursorRawParams",
     "LimitOffsetParams",
-    "Page",
     "PageParams",
+    "RawParams",
     "SortParams",
-    "decode_cursor",
-    "encode_cursor",
-    "paginate",
 ]
-
-T = TypeVar("T")
 
 DEFAULT_SIZE = 20
 MAX_SIZE = 100
@@ -48,6 +34,24 @@ MAX_SIZE = 100
 # depth (use cursors there), and larger numbers would overflow database integers.
 MAX_PAGE = 1_000_000
 MAX_OFFSET = 100_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RawParams:
+    """What an offset paginator needs: skip ``offset`` items, return at most ``limit``."""
+
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class CursorRawParams:
+    """What a keyset paginator needs: where to start (None: the first page), the page size,
+    and the key that signs cursors (None: unsigned)."""
+
+    cursor: str | None
+    size: int
+    secret: bytes | None
 
 
 class _QueryModel(BaseModel):
@@ -108,6 +112,14 @@ class PageParams(_QueryModel):
         """How many items this page holds at most."""
         return self.page_size
 
+    def to_raw_params(self) -> RawParams:
+        """``RawParams(limit=page_size, offset=(page - 1) * page_size)``."""
+        return RawParams(self.page_size, (self.page - 1) * self.page_size)
+
+    def create_page(self, items: Sequence[Any], total: int | None) -> Page[Any]:
+        """The `Page` of ``items`` for these params (``total`` None: not counted)."""
+        return _PAGE.create(items, total, self)
+
     @classmethod
     def configure(
         cls, *, default_size: int = DEFAULT_SIZE, max_size: int = MAX_SIZE
@@ -136,31 +148,6 @@ class PageParams(_QueryModel):
         )
 
 
-class Page(BaseModel, Generic[T]):
-    """One page: ``{items, total, page, page_size, pages}``.
-
-    ``total`` and ``pages`` are None when the count was skipped (``include_total=False``).
-    """
-
-    items: list[T]
-    total: int | None
-    page: int
-    page_size: int
-    pages: int | None
-
-    @classmethod
-    def create(cls, items: Sequence[T], total: int | None, params: PageParams) -> Page[T]:
-        """Build a page from its items, the total count and the params that asked for it."""
-        pages = None if total is None else math.ceil(total / params.page_size)
-        return cls(
-            items=list(items),
-            total=total,
-            page=params.page,
-            page_size=params.page_size,
-            pages=pages,
-        )
-
-
 # --- limit / offset -------------------------------------------------------------------------
 
 
@@ -169,6 +156,14 @@ class LimitOffsetParams(_QueryModel):
 
     limit: int = Field(DEFAULT_SIZE, ge=1, le=MAX_SIZE, description="Items to return.")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Items to skip.")
+
+    def to_raw_params(self) -> RawParams:
+        """``RawParams(limit, offset)``."""
+        return RawParams(self.limit, self.offset)
+
+    def create_page(self, items: Sequence[Any], total: int | None) -> LimitOffsetPage[Any]:
+        """The `LimitOffsetPage` of ``items`` for these params."""
+        return _LIMIT_OFFSET_PAGE.create(items, total, self)
 
     @classmethod
     def configure(
@@ -181,21 +176,6 @@ class LimitOffsetParams(_QueryModel):
             __base__=cls,
             limit=(int, Field(default_size, ge=1, le=max_size, description="Items to return.")),
         )
-
-
-class LimitOffsetPage(BaseModel, Generic[T]):
-    """``{items, total, limit, offset}``; ``total`` is None when the count was skipped."""
-
-    items: list[T]
-    total: int | None
-    limit: int
-    offset: int
-
-    @classmethod
-    def create(
-        cls, items: Sequence[T], total: int | None, params: LimitOffsetParams
-    ) -> LimitOffsetPage[T]:
-        return cls(items=list(items), total=total, limit=params.limit, offset=params.offset)
 
 
 # --- cursors -----------------------------------------------------------------------------
@@ -212,6 +192,22 @@ class CursorParams(_QueryModel):
     size: int = Field(DEFAULT_SIZE, ge=1, le=MAX_SIZE, description="Items per page.")
 
     cursor_secret: ClassVar[bytes | None] = None
+
+    def to_raw_params(self) -> CursorRawParams:
+        """``CursorRawParams(cursor, size, secret)``, the secret from `configure`."""
+        return CursorRawParams(self.cursor, self.size, self.cursor_secret)
+
+    def create_page(
+        self,
+        items: Sequence[Any],
+        *,
+        next_cursor: str | None = None,
+        previous_cursor: str | None = None,
+    ) -> CursorPage[Any]:
+        """The `CursorPage` of ``items`` with the cursors of its neighbours."""
+        return _CURSOR_PAGE.create(
+            items, self, next_cursor=next_cursor, previous_cursor=previous_cursor
+        )
 
     @classmethod
     def configure(
@@ -237,199 +233,6 @@ class CursorParams(_QueryModel):
         )
         model.cursor_secret = key
         return model
-
-
-class CursorPage(BaseModel, Generic[T]):
-    """``{items, next_cursor, previous_cursor, size}``; a None cursor means no such page."""
-
-    items: list[T]
-    next_cursor: str | None
-    previous_cursor: str | None
-    size: int
-
-
-class InvalidCursor(BadRequest):
-    """400: the cursor cannot be used (garbled, tampered, or made for another sort)."""
-
-    message = "Invalid cursor"
-
-
-_b64encode = b64url_encode
-
-
-def _b64decode(text: str) -> bytes:
-    try:
-        return b64url_decode(text)
-    except ValueError:  # binascii.Error and non-ASCII text included
-        raise InvalidCursor("Invalid cursor: not base64url.") from None
-
-
-def _encode_value(value: Any) -> list[Any]:
-    # Tagged so that decoding restores the exact type; bool before int (bool is an int).
-    if value is None:
-        return ["n"]
-    if isinstance(value, enum.Enum):
-        return ["e", _encode_value(value.value)]
-    if isinstance(value, bool):
-        return ["b", value]
-    if isinstance(value, int):
-        return ["i", value]
-    if isinstance(value, float):
-        return ["f", value]
-    if isinstance(value, str):
-        return ["s", value]
-    if isinstance(value, dt.datetime):
-        return ["dt", value.isoformat()]
-    if isinstance(value, dt.date):
-        return ["d", value.isoformat()]
-    if isinstance(value, uuid.UUID):
-        return ["u", value.hex]
-    if isinstance(value, decimal.Decimal):
-        return ["dec", str(value)]
-    raise TypeError(f"Cannot put {type(value).__name__} in a cursor; sort by a simpler column.")
-
-
-_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "b": lambda v: v if isinstance(v, bool) else _bad(),
-    "i": lambda v: v if type(v) is int and -(2**63) <= v < 2**63 else _bad(),
-    "f": lambda v: float(v) if type(v) in (int, float) else _bad(),
-    "s": lambda v: _text(v),
-    "dt": lambda v: dt.datetime.fromisoformat(v) if isinstance(v, str) else _bad(),
-    "d": lambda v: dt.date.fromisoformat(v) if isinstance(v, str) else _bad(),
-    "u": lambda v: uuid.UUID(hex=v) if isinstance(v, str) else _bad(),
-    "dec": lambda v: decimal.Decimal(v) if isinstance(v, str) else _bad(),
-}
-
-
-def _bad() -> Any:
-    raise ValueError("bad value")
-
-
-def _text(value: Any) -> str:
-    # Text a database driver can bind: no NUL (PostgreSQL refuses it), no lone surrogates.
-    if not isinstance(value, str) or "\x00" in value:
-        raise ValueError("bad value")
-    value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
-    return value
-
-
-class _EnumValue:
-    """An enum member's value from a cursor, turned back into the member by `_typed`."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _decode_value(item: Any, *, enum_ok: bool = True) -> Any:
-    if not isinstance(item, list) or not item or not isinstance(item[0], str):
-        raise ValueError("bad value")
-    tag = item[0]
-    if tag == "n" and len(item) == 1:
-        return None
-    if tag == "e" and len(item) == 2 and enum_ok:
-        # One level: an enum's value is a plain value, never another enum.
-        return _EnumValue(_decode_value(item[1], enum_ok=False))
-    decoder = _DECODERS.get(tag)
-    if decoder is None or len(item) != 2:
-        raise ValueError("bad value")
-    return decoder(item[1])
-
-
-def encode_cursor(
-    values: Sequence[Any], sort: str, *, backward: bool = False, secret: bytes | None = None
-) -> str:
-    """Make an opaque cursor for the row whose sort keys are ``values``.
-
-    Args:
-        values: The boundary row's sort key values, in sort order.
-        sort: A signature of the sort the cursor belongs to (e.g. ``"-created_at,id"``).
-        backward: The cursor asks for the rows *before* the boundary.
-        secret: Sign the cursor (HMAC-SHA256) with this key.
-    """
-    payload = json.dumps(
-        {"k": [_encode_value(v) for v in values], "o": sort, "d": "p" if backward else "n"},
-        separators=(",", ":"),  # NaN and +-Infinity too: float columns hold them
-    ).encode()
-    token = _b64encode(payload)
-    if secret is None:
-        return token
-    signature = hmac.new(secret, token.encode("ascii"), hashlib.sha256).digest()
-    return f"{token}.{_b64encode(signature)}"
-
-
-def decode_cursor(
-    cursor: str,
-    sort: str,
-    *,
-    secret: bytes | None = None,
-    types: Sequence[type | None] | None = None,
-) -> tuple[list[Any], bool]:
-    """Read a cursor made by `encode_cursor`: ``(values, backward)``.
-
-    Args:
-        cursor: The cursor from the query string.
-        sort: The signature of the current sort; a cursor for another sort is refused.
-        secret: The signing key; with it, unsigned or tampered cursors are refused.
-        types: The expected Python type of each value (None: any).
-
-    Raises:
-        InvalidCursor: (400) for any cursor that cannot be used, whatever is wrong with it.
-    """
-    token, _, signature = cursor.partition(".")
-    if secret is not None:
-        expected = hmac.new(secret, token.encode("ascii", "replace"), hashlib.sha256).digest()
-        if not signature or not hmac.compare_digest(_b64decode(signature), expected):
-            raise InvalidCursor("Invalid cursor: the signature does not match.")
-    elif signature:
-        raise InvalidCursor("Invalid cursor: it is signed, but this endpoint does not sign them.")
-    try:
-        data = json.loads(_b64decode(token))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InvalidCursor("Invalid cursor: cannot be read.") from None
-    if not isinstance(data, dict) or set(data) != {"k", "o", "d"}:
-        raise InvalidCursor("Invalid cursor: cannot be read.")
-    if data["o"] != sort:
-        raise InvalidCursor("Invalid cursor: it was made for another sort order; start over.")
-    if data["d"] not in ("n", "p") or not isinstance(data["k"], list):
-        raise InvalidCursor("Invalid cursor: cannot be read.")
-    try:
-        values = [_decode_value(item) for item in data["k"]]
-    except (ValueError, TypeError, OverflowError, decimal.InvalidOperation):
-        raise InvalidCursor("Invalid cursor: a value cannot be read.") from None
-    if types is not None:
-        if len(values) != len(types):
-            raise InvalidCursor("Invalid cursor: it was made for another sort order; start over.")
-        values = [_typed(v, t) for v, t in zip(values, types, strict=True)]
-    elif any(isinstance(v, _EnumValue) for v in values):
-        values = [v.value if isinstance(v, _EnumValue) else v for v in values]
-    return values, data["d"] == "p"
-
-
-def _typed(value: Any, expected: type | None) -> Any:
-    if isinstance(value, _EnumValue):
-        if expected is None or not issubclass(expected, enum.Enum):
-            raise InvalidCursor("Invalid cursor: a value has the wrong type.")
-        try:
-            return expected(value.value)
-        except ValueError:
-            raise InvalidCursor("Invalid cursor: a value has the wrong type.") from None
-    if not _type_ok(value, expected):
-        raise InvalidCursor("Invalid cursor: a value has the wrong type.")
-    return value
-
-
-def _type_ok(value: Any, expected: type | None) -> bool:
-    if value is None:
-        return False  # sort keys are NOT NULL (keyset conditions cannot compare NULLs)
-    if expected is None:
-        return True
-    if expected is float:
-        return type(value) in (int, float)
-    if expected in (bool, int, dt.datetime, dt.date):
-        return type(value) is expected  # bool is an int, a datetime is a date: be exact
-    return isinstance(value, expected)
 
 
 # --- sorting -----------------------------------------------------------------------------
@@ -532,54 +335,7 @@ class SortParams(_QueryModel):
         return model
 
 
-# --- in-memory sequences -----------------------------------------------------------------
-
-
-@overload
-def paginate(
-    sequence: Sequence[T],
-    params: PageParams,
-    *,
-    transformer: Callable[[Sequence[T]], Sequence[Any]] | None = None,
-) -> Page[Any]: ...
-@overload
-def paginate(
-    sequence: Sequence[T],
-    params: LimitOffsetParams,
-    *,
-    transformer: Callable[[Sequence[T]], Sequence[Any]] | None = None,
-) -> LimitOffsetPage[Any]: ...
-def paginate(
-    sequence: Sequence[T],
-    params: PageParams | LimitOffsetParams,
-    *,
-    transformer: Callable[[Sequence[T]], Sequence[Any]] | None = None,
-) -> Page[Any] | LimitOffsetPage[Any]:
-    """Slice an in-memory sequence into a `Page` or `LimitOffsetPage`.
-
-    Args:
-        sequence: Any sequence (list, tuple...), already in the order to show.
-        params: `PageParams` (answers a `Page`) or `LimitOffsetParams` (a `LimitOffsetPage`).
-        transformer: Maps the page's items (e.g. ORM objects to response models).
-
-    Raises:
-        TypeError: For `CursorParams`: cursors need a sort key; use ``fastkit.db.apaginate``.
-    """
-    if isinstance(params, PageParams):
-        offset, limit = params.offset, params.page_size
-    elif isinstance(params, LimitOffsetParams):
-        offset, limit = params.offset, params.limit
-    else:
-        raise TypeError(
-            "paginate() takes PageParams or LimitOffsetParams; for cursors use fastkit.db."
-        )
-    items: Sequence[Any] = sequence[offset : offset + limit]
-    if transformer is not None:
-        items = transformer(items)
-    if isinstance(params, PageParams):
-        return _PAGE.create(items, len(sequence), params)
-    return _LIMIT_OFFSET_PAGE.create(items, len(sequence), params)
-
-
+# Parametrized once: subscripting a generic model on every page costs tens of microseconds.
 _PAGE = Page[Any]
 _LIMIT_OFFSET_PAGE = LimitOffsetPage[Any]
+_CURSOR_PAGE = CursorPage[Any]

@@ -1,0 +1,322 @@
+"""Pagination of SQLAlchemy ``Select`` statements: offset pages and keyset cursors.
+
+Needs the ``sqlalchemy`` extra. `apaginate` (``AsyncSession``) and `paginate` (``Session``)
+take any params model of `fastkit.pagination.params`; the params' raw form decides, once,
+whether the page is an offset or a keyset page. Also exported as ``fastkit.db.apaginate``
+and ``fastkit.db.paginate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fastkit._compat import require
+
+require("sqlalchemy", "sqlalchemy")
+
+from sqlalchemy import Select, and_, exc, func, literal, or_, select, tuple_  # noqa: E402
+from sqlalchemy.engine import Row  # noqa: E402
+from sqlalchemy.sql import operators  # noqa: E402
+from sqlalchemy.sql.elements import UnaryExpression  # noqa: E402
+
+from fastkit.pagination.cursor import InvalidCursor, decode_cursor, encode_cursor  # noqa: E402
+from fastkit.pagination.params import (  # noqa: E402
+    CursorParams,
+    CursorRawParams,
+    LimitOffsetParams,
+    PageParams,
+    RawParams,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
+
+__all__ = ["apaginate", "paginate"]
+
+Transformer = Callable[[Sequence[Any]], Sequence[Any]]
+
+_ORDER_MODIFIERS = (
+    operators.desc_op,
+    operators.asc_op,
+    operators.nulls_first_op,
+    operators.nulls_last_op,
+)
+_KEY_LABEL = "_fastkit_key_{}"
+# What binding an out-of-range cursor value raises, depending on the driver.
+_CURSOR_VALUE_ERRORS = (exc.DataError, exc.StatementError, OverflowError, UnicodeEncodeError)
+
+
+def _order_keys(stmt: Select[Any]) -> list[tuple[Any, bool]]:
+    """The statement's ORDER BY as ``[(column, descending), ...]``."""
+    keys = []
+    # No public accessor for a Select's ORDER BY: this attribute is stable across 1.4/2.x.
+    for clause in stmt._order_by_clauses:
+        element, descending = clause, False
+        while isinstance(element, UnaryExpression) and element.modifier in _ORDER_MODIFIERS:
+            if element.modifier is operators.desc_op:
+                descending = True
+            element = element.element
+        keys.append((element, descending))
+    return keys
+
+
+def _key_name(column: Any) -> str:
+    name = getattr(column, "key", None) or getattr(column, "name", None)
+    if not isinstance(name, str) or type(column).__name__.endswith("label_reference"):
+        raise ValueError(
+            "Cursor pagination sorts by table columns; for an expression, add a column "
+            "(e.g. a generated or indexed lowercase name) and sort by it."
+        )
+    return name
+
+
+def _python_type(column: Any) -> type | None:
+    try:
+        return column.type.python_type  # type: ignore[no-any-return]
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+class _Key:
+    """One sort key, read once: the column, its direction and its name."""
+
+    __slots__ = ("column", "descending", "name")
+
+    def __init__(self, column: Any, descending: bool) -> None:
+        self.column = column
+        self.descending = descending
+        self.name = _key_name(column)
+        # A keyset cannot compare NULLs: rows would be skipped without a word.
+        if getattr(getattr(column, "expression", column), "nullable", False) is True:
+            raise ValueError(
+                f"Cursor pagination needs NOT NULL sort keys; {self.name!r} is nullable. "
+                "Sort by non-nullable columns."
+            )
+
+
+def _with_tie_breaker(stmt: Select[Any], descriptions: Sequence[Mapping[str, Any]]) -> list[_Key]:
+    """The sort keys, made total: the entity's primary key appended when not sorted by.
+
+    For ``select(Item)`` always (no ORDER BY pages by the key). For columns that all belong
+    to one entity (``select(Item.name, Item.score).order_by(Item.score)``) unless the
+    statement has GROUP BY or DISTINCT (its rows are then not the entity's), and, for
+    several columns, only with an ORDER BY: the key is sorted by and read as a hidden cursor
+    key, not added to the items.
+    """
+    keys = [_Key(column, descending) for column, descending in _order_keys(stmt)]
+    entities = {d.get("entity") for d in descriptions}
+    entity = entities.pop() if len(entities) == 1 else None
+    whole = len(descriptions) == 1 and descriptions[0].get("expr") is entity
+    grouped = bool(getattr(stmt, "_group_by_clauses", ())) or bool(
+        getattr(stmt, "_distinct", False)
+    )
+    if not whole and (grouped or (len(descriptions) > 1 and not keys)):
+        entity = None
+    mapper = getattr(entity, "__mapper__", None)
+    if mapper is not None:
+        sorted_by = {(getattr(k.column, "table", None), k.name) for k in keys}
+        for column in mapper.primary_key:
+            if (column.table, column.key) not in sorted_by:
+                # By the mapped attribute: its name may differ from the column's.
+                attribute = getattr(entity, mapper.get_property_by_column(column).key)
+                keys.append(_Key(attribute, False))
+    if not keys:
+        raise ValueError(
+            "Cursor pagination needs an ORDER BY ending in a unique column, "
+            "e.g. select(Item).order_by(Item.created_at, Item.id)."
+        )
+    return keys
+
+
+def _keyset_condition(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> Any:
+    """Rows strictly after ``values`` in the order ``keys`` (descending flags included)."""
+    # Bound with the column's type, so custom types convert the value as they store it;
+    # a bare True/False could not take < or > either.
+    bound = [literal(v, type_=c.type) for (c, _), v in zip(keys, values, strict=True)]
+    directions = {descending for _, descending in keys}
+    if len(directions) == 1 and len(keys) > 1:
+        # One direction: a row-value comparison, which indexes on (k1, k2...) serve.
+        left = tuple_(*(c for c, _ in keys))
+        right = tuple_(*bound)
+        return left < right if directions == {True} else left > right
+    clauses = []
+    for i, (column, descending) in enumerate(keys):
+        equal = [keys[j][0] == bound[j] for j in range(i)]
+        clauses.append(and_(*equal, column < bound[i] if descending else column > bound[i]))
+    return or_(*clauses)
+
+
+def _item_reader(descriptions: Sequence[Mapping[str, Any]]) -> Callable[[Row[Any]], Any]:
+    """Rows to items: the entity (or single column) itself, else a dict of the columns."""
+    width = len(descriptions)
+    if width == 1:
+        return lambda row: row[0]
+    return lambda row: dict(zip(row._fields[:width], row[:width], strict=True))
+
+
+class _OffsetPlan:
+    """``LIMIT/OFFSET`` plus, unless skipped, one ``SELECT count(*)``."""
+
+    def __init__(self, stmt: Select[Any], params: Any, raw: RawParams, include_total: bool) -> None:
+        self.params = params
+        self.item = _item_reader(stmt.column_descriptions)
+        self.count: Select[Any] | None = None
+        if include_total:
+            self.count = select(func.count()).select_from(stmt.order_by(None).subquery())
+        self.query = stmt.limit(raw.limit).offset(raw.offset)
+
+    def bad_cursor_value(self, error: BaseException) -> None:
+        """Offset pages bind no cursor values: the error is the statement's own."""
+
+    def page(
+        self, rows: Sequence[Row[Any]], total: int | None, transformer: Transformer | None
+    ) -> Any:
+        items: Sequence[Any] = [self.item(row) for row in rows]
+        if transformer is not None:
+            items = transformer(items)
+        return self.params.create_page(items, total)
+
+
+class _CursorPlan:
+    """A keyset page: ``WHERE (k1, k2) > (...) ORDER BY k1, k2 LIMIT size + 1``."""
+
+    count = None
+
+    def __init__(self, stmt: Select[Any], params: Any, raw: CursorRawParams) -> None:
+        self.params = params
+        self.size = raw.size
+        self.secret = raw.secret
+        descriptions = stmt.column_descriptions
+        self.item = _item_reader(descriptions)
+        self.keys = keys = _with_tie_breaker(stmt, descriptions)
+        self.signature = ",".join(("-" if k.descending else "") + k.name for k in keys)
+        self.values: list[Any] | None = None
+        self.backward = False
+        if raw.cursor is not None:
+            self.values, self.backward = decode_cursor(
+                raw.cursor,
+                self.signature,
+                secret=raw.secret,
+                types=[_python_type(k.column) for k in keys],
+            )
+        # Walking backward: the same query in the opposite order, reversed afterwards.
+        effective = [(k.column, k.descending != self.backward) for k in keys]
+        query = stmt.order_by(None).order_by(*(c.desc() if d else c.asc() for c, d in effective))
+        if self.values is not None:
+            query = query.where(_keyset_condition(effective, self.values))
+        labels = [k.column.label(_KEY_LABEL.format(i)) for i, k in enumerate(keys)]
+        self.query = query.add_columns(*labels).limit(raw.size + 1)
+
+    def bad_cursor_value(self, error: BaseException) -> None:
+        """A cursor value the database cannot bind (too large for the column...): 400."""
+        if self.values is not None:
+            raise InvalidCursor("Invalid cursor: a value is out of range.") from error
+
+    def _cursor(self, values: list[Any] | None, backward: bool) -> str | None:
+        if values is None:
+            return None
+        if any(v is None for v in values):
+            raise ValueError(
+                "Cursor pagination needs NOT NULL sort keys; a row has NULL in "
+                f"{self.signature!r}. Sort by non-nullable columns."
+            )
+        return encode_cursor(values, self.signature, backward=backward, secret=self.secret)
+
+    def page(
+        self, rows: Sequence[Row[Any]], total: int | None, transformer: Transformer | None
+    ) -> Any:
+        more = len(rows) > self.size
+        rows = list(rows[: self.size])
+        if self.backward:
+            rows.reverse()
+        n = len(self.keys)
+        first = list(rows[0][-n:]) if rows else self.values
+        last = list(rows[-1][-n:]) if rows else self.values
+        if self.backward:
+            previous_cursor = self._cursor(first, True) if more else None
+            next_cursor = self._cursor(last, False)
+        else:
+            next_cursor = self._cursor(last, False) if more else None
+            previous_cursor = self._cursor(first, True) if self.values is not None else None
+        items: Sequence[Any] = [self.item(row) for row in rows]
+        if transformer is not None:
+            items = transformer(items)
+        return self.params.create_page(
+            items, next_cursor=next_cursor, previous_cursor=previous_cursor
+        )
+
+
+def _plan(stmt: Select[Any], params: Any, include_total: bool) -> _OffsetPlan | _CursorPlan:
+    # The one place that tells offset from cursor pages: by the params' raw form.
+    to_raw = getattr(params, "to_raw_params", None)
+    raw = to_raw() if callable(to_raw) else None
+    if isinstance(raw, CursorRawParams):
+        return _CursorPlan(stmt, params, raw)
+    if isinstance(raw, RawParams):
+        return _OffsetPlan(stmt, params, raw, include_total)
+    raise TypeError("params must be PageParams, LimitOffsetParams or CursorParams.")
+
+
+async def apaginate(
+    session: AsyncSession,
+    stmt: Select[Any],
+    params: PageParams | LimitOffsetParams | CursorParams,
+    *,
+    include_total: bool = True,
+    transformer: Transformer | None = None,
+) -> Any:
+    """Run one page of ``stmt`` and return a `Page`, `LimitOffsetPage` or `CursorPage`.
+
+    - `PageParams` / `LimitOffsetParams`: ``LIMIT/OFFSET`` plus one ``SELECT count(*)``
+      over the statement without its ORDER BY (``include_total=False`` skips it; ``total``
+      and ``pages`` are then None).
+    - `CursorParams`: keyset pagination over the statement's ORDER BY (the entity's
+      primary key is appended as tie-breaker when missing): ``WHERE (k1, k2) > (...)``,
+      so a page costs the same at any depth and concurrent inserts never make a row
+      appear twice or be skipped. Bad cursors are answered 400 (`InvalidCursor`).
+
+    Items are the entities for ``select(Model)`` (or the single column), otherwise dicts
+    of the selected columns; ``transformer`` maps the list (e.g. to response models).
+
+    Example:
+        ```python
+        @app.get("/items")
+        async def items(session: db.Session, params: Annotated[CursorParams, Query()]
+                        ) -> CursorPage[ItemOut]:
+            stmt = select(Item).order_by(Item.created_at.desc())
+            return await apaginate(session, stmt, params)
+        ```
+    """
+    plan = _plan(stmt, params, include_total)
+    total = None
+    if plan.count is not None:
+        total = int(await session.scalar(plan.count) or 0)
+    try:
+        rows = (await session.execute(plan.query)).all()
+    except _CURSOR_VALUE_ERRORS as error:
+        plan.bad_cursor_value(error)
+        raise
+    return plan.page(rows, total, transformer)
+
+
+def paginate(
+    session: Session,
+    stmt: Select[Any],
+    params: PageParams | LimitOffsetParams | CursorParams,
+    *,
+    include_total: bool = True,
+    transformer: Transformer | None = None,
+) -> Any:
+    """The sync twin of `apaginate`, for ``SyncDatabase`` sessions."""
+    plan = _plan(stmt, params, include_total)
+    total = None
+    if plan.count is not None:
+        total = int(session.scalar(plan.count) or 0)
+    try:
+        rows = session.execute(plan.query).all()
+    except _CURSOR_VALUE_ERRORS as error:
+        plan.bad_cursor_value(error)
+        raise
+    return plan.page(rows, total, transformer)
