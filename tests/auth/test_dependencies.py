@@ -12,9 +12,12 @@ from typing import Any
 
 import jwt
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from fastkit.auth import JWTAuth, TokenService
+import fastkit
+from fastkit import Unauthorized
+from fastkit.auth import InvalidToken, JWTAuth, TokenService
 from tests.auth.support import (
     INVALID_TOKEN,
     INVALID_TOKEN_CHALLENGE,
@@ -69,10 +72,11 @@ def _revoked(kit: AuthApp, client: TestClient) -> dict[str, str]:
 
 
 def _revoked_family(kit: AuthApp, client: TestClient) -> dict[str, str]:
-    token = kit.tokens.create_access_token("1", scopes=READ, family="fam-1")
+    # Another token of the same login is ended: this one was never revoked itself.
+    other = kit.tokens.decode(kit.tokens.create_access_token("1", scopes=READ, family="fam-1"))
     assert client.portal is not None
-    client.portal.call(kit.auth.revocation.revoke, "fam:fam-1", int(time.time()) + 600)
-    return bearer(token)
+    client.portal.call(kit.auth.revocation_policy.revoke_login, other)
+    return bearer(kit.tokens.create_access_token("1", scopes=READ, family="fam-1"))
 
 
 def _expired(kit: AuthApp, client: TestClient) -> dict[str, str]:
@@ -151,6 +155,26 @@ def test_all_refusals_look_alike_and_the_reason_is_only_logged(
     logged = {r.getMessage() for r in caplog.records if r.name == "fastkit.auth"}
     for reason in ("expired", "revoked", "unknown_user", "bad_signature", "alg_none"):
         assert f"Token refused: {reason}" in logged
+
+
+def test_invalid_token_raised_by_the_app_is_the_same_401(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    fastkit.setup(app)
+
+    @app.get("/tenant")
+    async def tenant() -> None:
+        raise InvalidToken("wrong_tenant")
+
+    with caplog.at_level(logging.INFO, logger="fastkit.auth"), TestClient(app) as client:
+        response = client.get("/tenant")
+    assert_invalid_token(response)
+    assert "wrong_tenant" not in response.text
+    assert "Token refused: wrong_tenant" in {r.getMessage() for r in caplog.records}
+    error = InvalidToken("expired")
+    assert isinstance(error, Unauthorized)
+    assert (error.status_code, error.reason) == (401, "expired")
 
 
 @pytest.mark.parametrize(

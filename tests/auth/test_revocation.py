@@ -23,8 +23,20 @@ from fastapi.testclient import TestClient
 
 import fastkit.auth.revocation as revocation_module
 from fastkit import ServiceUnavailable
-from fastkit.auth import MemoryRevocationStore, RedisRevocationStore, RevocationStore
-from tests.auth.support import INVALID_TOKEN, INVALID_TOKEN_CHALLENGE, bearer, build_app
+from fastkit.auth import (
+    MemoryRevocationStore,
+    RedisRevocationStore,
+    RevocationPolicy,
+    RevocationStore,
+    TokenService,
+)
+from tests.auth.support import (
+    INVALID_TOKEN,
+    INVALID_TOKEN_CHALLENGE,
+    SECRET,
+    bearer,
+    build_app,
+)
 
 REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
 NO_REDIS = "FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
@@ -76,6 +88,103 @@ async def test_memory_entries_are_forgotten_once_the_token_expires() -> None:
     assert await store.is_revoked("short-lived") is False
     assert await store.is_revoked("long-lived") is True
     assert len(store) == 1
+
+
+# --- RevocationPolicy ----------------------------------------------------------------------
+
+
+class RecordingStore(MemoryRevocationStore):
+    """A memory store that also keeps every ``revoke`` call's (id, expires_at)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revoked: list[tuple[str, int]] = []
+
+    async def revoke(self, jti: str, expires_at: int) -> bool:
+        self.revoked.append((jti, expires_at))
+        return await super().revoke(jti, expires_at)
+
+
+def policy_for(**options: Any) -> tuple[RevocationPolicy, RecordingStore, TokenService]:
+    tokens = TokenService(secret=SECRET, **options)
+    store = RecordingStore()
+    return RevocationPolicy(store, tokens), store, tokens
+
+
+@pytest.mark.anyio
+async def test_policy_revoke_token_ends_only_that_token() -> None:
+    policy, store, tokens = policy_for(leeway=3)
+    claims = tokens.decode(tokens.create_access_token("1", family="f1"))
+    sibling = tokens.decode(tokens.create_access_token("1", family="f1"))
+    assert await policy.revoke_token(claims) is True
+    assert await policy.revoke_token(claims) is False
+    assert await policy.is_revoked(claims) is True
+    assert await policy.is_revoked(sibling) is False
+    assert await policy.is_login_revoked(claims) is False
+    # Kept until the token is refused as expired anyway: exp + leeway + 1.
+    assert store.revoked[0] == (claims.jti, claims.exp + 3 + 1)
+
+
+@pytest.mark.anyio
+async def test_policy_revoke_login_ends_every_token_of_the_login() -> None:
+    policy, store, tokens = policy_for(refresh_ttl=600, leeway=2)
+    claims = tokens.decode(tokens.create_access_token("1", family="f1"))
+    refresh = tokens.decode(tokens.create_refresh_token("1", family="f1"), expected_type="refresh")
+    other_login = tokens.decode(tokens.create_access_token("1", family="f2"))
+    before = int(time.time())
+    await policy.revoke_login(claims)
+    assert await policy.is_revoked(refresh) is True
+    assert await policy.is_login_revoked(refresh) is True
+    assert await policy.is_revoked(other_login) is False
+    # The login is kept as revoked until any refresh token it may have has expired.
+    (family, until) = store.revoked[1]
+    assert family != claims.jti
+    assert before + 600 + 2 + 1 <= until <= int(time.time()) + 600 + 2 + 1
+
+
+@pytest.mark.anyio
+async def test_policy_revoke_login_without_a_family_ends_the_token() -> None:
+    policy, store, tokens = policy_for()
+    claims = tokens.decode(tokens.create_access_token("1"))
+    await policy.revoke_login(claims)
+    assert await policy.is_revoked(claims) is True
+    assert await policy.is_login_revoked(claims) is False
+    assert len(store.revoked) == 1
+
+
+@pytest.mark.anyio
+async def test_policy_rotate_once_then_a_replay_ends_the_login() -> None:
+    policy, _store, tokens = policy_for()
+    used = tokens.decode(tokens.create_refresh_token("1", family="f1"), expected_type="refresh")
+    next_one = tokens.decode(tokens.create_refresh_token("1", family="f1"), expected_type="refresh")
+    assert await policy.rotate(used) is True
+    assert await policy.is_login_revoked(used) is False
+    assert await policy.is_revoked(next_one) is False
+    assert await policy.rotate(used) is False
+    assert await policy.is_login_revoked(next_one) is True
+    assert await policy.is_revoked(next_one) is True
+
+
+@pytest.mark.anyio
+async def test_policy_of_racing_rotations_exactly_one_wins() -> None:
+    policy, _store, tokens = policy_for()
+    used = tokens.decode(tokens.create_refresh_token("1", family="f1"), expected_type="refresh")
+    results: list[bool] = []
+
+    async def rotate() -> None:
+        results.append(await policy.rotate(used))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(rotate)
+    assert sorted(results) == [False, False, False, False, True]
+
+
+def test_jwtauth_policy_uses_its_store() -> None:
+    store = MemoryRevocationStore()
+    kit = build_app(revocation=store)
+    assert kit.auth.revocation_policy.store is store
+    assert kit.auth.revocation_policy.tokens is kit.tokens
 
 
 def test_stores_satisfy_the_protocol() -> None:

@@ -12,11 +12,11 @@ from fastapi.params import Security as SecurityParam
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
 from fastkit._concurrency import call_maybe_async
-from fastkit.auth.revocation import MemoryRevocationStore, RevocationStore
+from fastkit.auth.revocation import MemoryRevocationStore, RevocationPolicy, RevocationStore
 from fastkit.auth.tokens import TokenClaims, TokenError, TokenService
 from fastkit.errors import Forbidden, Unauthorized
 
-__all__ = ["JWTAuth"]
+__all__ = ["InvalidToken", "JWTAuth"]
 
 logger = logging.getLogger("fastkit.auth")
 
@@ -26,10 +26,30 @@ INVALID_TOKEN = "Invalid or expired token"
 INVALID_TOKEN_HEADER = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
-def _invalid(reason: str) -> Unauthorized:
-    # The reason goes to the log; the client learns only that the token is not accepted.
-    logger.info("Token refused: %s", reason)
-    return Unauthorized(INVALID_TOKEN, headers=INVALID_TOKEN_HEADER)
+class InvalidToken(Unauthorized):
+    """401 for a token that is not accepted: missing, malformed, expired, revoked, unknown user.
+
+    Every refusal answers the same body (``Invalid or expired token``) and
+    ``WWW-Authenticate: Bearer error="invalid_token"`` (RFC 6750 3.1). The ``reason``
+    (a `TokenError` reason, ``revoked``, ``unknown_user``, ``missing`` ...) is logged at
+    INFO on the ``fastkit.auth`` logger and never sent to the client.
+
+    Args:
+        reason: Why the token was refused, for the log.
+
+    Example:
+        ```python
+        if claims.extras.get("tenant") != tenant:
+            raise InvalidToken("wrong_tenant")
+        ```
+    """
+
+    message = INVALID_TOKEN
+
+    def __init__(self, reason: str = "invalid") -> None:
+        logger.info("Token refused: %s", reason)
+        super().__init__(headers=INVALID_TOKEN_HEADER)
+        self.reason = reason
 
 
 class JWTAuth(Generic[U]):
@@ -82,6 +102,8 @@ class JWTAuth(Generic[U]):
         self.revocation: RevocationStore = (
             revocation if revocation is not None else MemoryRevocationStore()
         )
+        #: How tokens and logins are revoked in ``revocation`` (used by `auth_router`).
+        self.revocation_policy = RevocationPolicy(self.revocation, tokens)
         self.is_active = is_active
         self.scheme = OAuth2PasswordBearer(
             # The token endpoint also takes grant_type=refresh_token (auth_router).
@@ -95,28 +117,34 @@ class JWTAuth(Generic[U]):
         self.optional_user = self._user_dependency(optional=True)
 
     async def verify(self, token: str, *, expected_type: Any = "access") -> TokenClaims:
-        """Decode ``token`` and check it is not revoked; raise 401 `Unauthorized` if not ok."""
+        """Decode ``token`` and check it is not revoked; raise `InvalidToken` (401) if not ok."""
         try:
             claims = self.tokens.decode(token, expected_type=expected_type)
         except TokenError as error:
-            raise _invalid(error.reason) from None
-        ids = [claims.jti] + ([f"fam:{claims.fam}"] if claims.fam else [])
-        if await self.revocation.is_revoked(*ids):
-            raise _invalid("revoked")
+            raise InvalidToken(error.reason) from None
+        if await self.revocation_policy.is_revoked(claims):
+            raise InvalidToken("revoked")
         return claims
 
     async def load_user(self, claims: TokenClaims) -> U:
         """The user for ``claims``; 401 if unknown, 403 if ``is_active`` says no."""
-        user = await call_maybe_async(self.user_loader, claims)  # a sync one: threadpool
+        return self.check_user(cast(U | None, await call_maybe_async(self.user_loader, claims)))
+
+    def check_user(self, user: U | None) -> U:
+        """``user`` if it may use the API: `InvalidToken` (401) if None, 403 if inactive.
+
+        For a dependency that loads the user itself (e.g. through the request's own
+        database session) instead of ``user_loader``.
+        """
         if user is None:
-            raise _invalid("unknown_user")
-        if self.is_active is not None and not self.is_active(cast(U, user)):
+            raise InvalidToken("unknown_user")
+        if self.is_active is not None and not self.is_active(user):
             raise Forbidden("Inactive user")
-        return cast(U, user)
+        return user
 
     async def _checked(self, security_scopes: SecurityScopes, token: str | None) -> TokenClaims:
         if token is None:
-            raise _invalid("missing")
+            raise InvalidToken("missing")
         verified = await self.verify(token)
         missing = [s for s in security_scopes.scopes if s not in verified.scopes]
         if missing:

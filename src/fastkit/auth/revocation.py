@@ -6,12 +6,15 @@ import heapq
 import logging
 import math
 import time
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from fastkit._compat import require
 from fastkit.errors import ServiceUnavailable
 
-__all__ = ["MemoryRevocationStore", "RedisRevocationStore", "RevocationStore"]
+if TYPE_CHECKING:
+    from fastkit.auth.tokens import TokenClaims, TokenService
+
+__all__ = ["MemoryRevocationStore", "RedisRevocationStore", "RevocationPolicy", "RevocationStore"]
 
 logger = logging.getLogger("fastkit.auth")
 
@@ -29,6 +32,79 @@ class RevocationStore(Protocol):
     async def is_revoked(self, *ids: str) -> bool:
         """True if any of ``ids`` is revoked."""
         ...
+
+
+class RevocationPolicy:
+    """What revoking a token, a login or a used refresh token writes, and what a check reads.
+
+    The one place that knows the store's keys (a token's ``jti``; ``fam:<family>`` for a
+    login) and how long each entry must live: a token's until its ``exp`` plus the
+    service's ``leeway`` (and a second); a login's until any refresh token it may still
+    have has expired. `JWTAuth` and `auth_router` both go through it.
+
+    Args:
+        store: Where revoked ids are kept.
+        tokens: The `TokenService` whose ``leeway`` and ``refresh_ttl`` set the deadlines.
+
+    Example:
+        ```python
+        policy = RevocationPolicy(MemoryRevocationStore(), tokens)
+        claims = tokens.decode(token)
+        await policy.revoke_login(claims)  # this token and every token of its login
+        assert await policy.is_revoked(claims)
+        ```
+    """
+
+    def __init__(self, store: RevocationStore, tokens: TokenService) -> None:
+        self.store = store
+        self.tokens = tokens
+
+    @staticmethod
+    def _family_key(family: str) -> str:
+        return f"fam:{family}"
+
+    def _token_deadline(self, claims: TokenClaims) -> int:
+        # Past it, the token is refused as expired anyway (leeway included).
+        return claims.exp + int(self.tokens.leeway) + 1
+
+    def _family_deadline(self) -> int:
+        # Long enough to outlive any refresh token of the family, leeway included.
+        return int(time.time()) + self.tokens.refresh_ttl + int(self.tokens.leeway) + 1
+
+    async def is_revoked(self, claims: TokenClaims) -> bool:
+        """True if the token itself or its login (``fam``) is revoked: one store call."""
+        if claims.fam:
+            return await self.store.is_revoked(claims.jti, self._family_key(claims.fam))
+        return await self.store.is_revoked(claims.jti)
+
+    async def is_login_revoked(self, claims: TokenClaims) -> bool:
+        """True if the token's login (``fam``) is revoked, whether or not the token was used."""
+        if not claims.fam:
+            return False
+        return await self.store.is_revoked(self._family_key(claims.fam))
+
+    async def revoke_token(self, claims: TokenClaims) -> bool:
+        """Revoke this one token; True if it was not revoked yet."""
+        return await self.store.revoke(claims.jti, self._token_deadline(claims))
+
+    async def revoke_login(self, claims: TokenClaims) -> None:
+        """Revoke the token and, if it has a ``fam``, every token of its login."""
+        await self.revoke_token(claims)
+        if claims.fam:
+            await self.store.revoke(self._family_key(claims.fam), self._family_deadline())
+
+    async def rotate(self, claims: TokenClaims) -> bool:
+        """Use up a refresh token: True the first time, False (and the login revoked) after.
+
+        The token's id is written with SET-NX semantics, so of two racing refreshes with
+        the same token exactly one wins; a token presented again is a replay (a stolen
+        token, or a stolen copy already used), and its whole login is ended.
+        """
+        if await self.revoke_token(claims):
+            return True
+        if claims.fam:
+            await self.store.revoke(self._family_key(claims.fam), self._family_deadline())
+        return False
 
 
 class MemoryRevocationStore:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Form, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fastkit._concurrency import call_maybe_async
-from fastkit.auth.dependencies import JWTAuth, _invalid
+from fastkit.auth.dependencies import InvalidToken, JWTAuth
 from fastkit.auth.tokens import MAX_TOKEN_LENGTH, TokenClaims, TokenError
 from fastkit.errors import BadRequest, Forbidden, Unauthorized, render_error
 from fastkit.responses import Envelope, ok
@@ -140,14 +140,7 @@ def auth_router(
         raise ValueError(f"max_password_length must be at least 1, got {max_password_length}.")
     router = APIRouter(prefix=prefix, tags=list(tags))
     tokens = auth.tokens
-    revocation = auth.revocation
-
-    def family_deadline() -> int:
-        # Long enough to outlive any refresh token of the family, leeway included.
-        return int(time.time()) + tokens.refresh_ttl + int(tokens.leeway) + 1
-
-    def token_deadline(claims: TokenClaims) -> int:
-        return claims.exp + int(tokens.leeway) + 1
+    policy = auth.revocation_policy
 
     def allowed_scopes(user: U) -> set[str]:
         return set(user_scopes(user)) if user_scopes is not None else set()
@@ -195,7 +188,7 @@ def auth_router(
                 "invalid_grant", "Invalid or expired refresh token", error.reason
             ) from None
         # Not auth.verify(): a token already used must reach the reuse check below.
-        if claims.fam is None or await revocation.is_revoked(f"fam:{claims.fam}"):
+        if claims.fam is None or await policy.is_login_revoked(claims):
             raise _Refused("invalid_grant", "Invalid or expired refresh token", "revoked")
         # The user may have been deleted or disabled, or lost scopes, since the login. A
         # 503 here (database or store down) leaves the token unused: a retry succeeds.
@@ -206,9 +199,8 @@ def auth_router(
             denied = " ".join(sorted(requested - still_allowed))
             raise _Refused("invalid_scope", f"Scope not granted to this login: {denied}.")
         # The one step that uses the token up: SET NX, so of two racing refreshes one wins.
-        if not await revocation.revoke(claims.jti, token_deadline(claims)):
-            # Used before: someone replays a rotated token. End the whole login.
-            await revocation.revoke(f"fam:{claims.fam}", family_deadline())
+        if not await policy.rotate(claims):
+            # Used before: someone replays a rotated token, and the whole login has ended.
             logger.warning("Refresh token reuse detected for subject %s", claims.sub)
             raise _Refused("invalid_grant", "Invalid or expired refresh token", "reused")
         auth_time = claims.auth_time if claims.auth_time is not None else claims.iat
@@ -266,25 +258,21 @@ def auth_router(
         try:
             return await refresh_grant(body.refresh_token, None)
         except _Refused as refused:
-            raise _invalid(refused.reason) from None
+            raise InvalidToken(refused.reason) from None
 
     @router.post("/logout", response_model=Envelope[None])
     async def logout(
         claims: Annotated[TokenClaims, Depends(auth.claims)],
         body: Annotated[LogoutRequest | None, Body()] = None,
     ) -> Envelope[None]:
-        await revocation.revoke(claims.jti, token_deadline(claims))
-        if claims.fam:
-            await revocation.revoke(f"fam:{claims.fam}", family_deadline())
+        await policy.revoke_login(claims)
         if body is not None and body.refresh_token:
             try:
                 other = tokens.decode(body.refresh_token, expected_type="refresh")
             except TokenError:
                 other = None
             if other is not None and other.sub == claims.sub:
-                await revocation.revoke(other.jti, token_deadline(other))
-                if other.fam:
-                    await revocation.revoke(f"fam:{other.fam}", family_deadline())
+                await policy.revoke_login(other)
         return ok(None, message="Logged out")
 
     return router
