@@ -18,8 +18,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit import get_request_id, setup
-from fastkit.app import _ObservabilityMiddleware
 from fastkit.errors import UnhandledErrorMiddleware as _UnhandledErrorMiddleware
+from fastkit.middleware import ObservabilityMiddleware as _ObservabilityMiddleware
 
 AccessRecords = Callable[[], list[logging.LogRecord]]  # the conftest fixture
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from fastapi import FastAPI
@@ -10,116 +9,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastkit.errors import ErrorStyle, UnhandledErrorMiddleware, install_exception_handlers
-from fastkit.middleware.access_log import AccessLogMiddleware
+from fastkit.errors import ErrorStyle, install_exception_handlers
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
-from fastkit.middleware.request_id import RequestIDMiddleware
-from fastkit.middleware.timing import TimingMiddleware
-from fastkit.request_context import reset_request_id
+from fastkit.middleware.observability import ObservabilityMiddleware
 
 __all__ = ["setup"]
 
 _SETUP_MARK = "fastkit_setup_done"
-
-
-class _ObservabilityMiddleware:
-    """`RequestIDMiddleware`, `AccessLogMiddleware` and `TimingMiddleware` as one layer.
-
-    What `setup` installs: the same behaviour as the three stacked in that order, with one
-    ``send`` wrapper and one clock read instead of three; on a small endpoint that is a
-    measurable share of the request (see ``bench/middleware.py``).
-    """
-
-    def __init__(
-        self, app: ASGIApp, *, request_id: bool = True, access_log: bool = True, timing: bool = True
-    ) -> None:
-        # With nothing configured between them (the default), the error responder that
-        # install_exception_handlers put innermost is our direct child: absorb it and answer
-        # unhandled exceptions here, with the same send, saving a layer on every request.
-        self.answers_errors = isinstance(app, UnhandledErrorMiddleware)
-        if isinstance(app, UnhandledErrorMiddleware):
-            app = app.app
-        self.app = app
-        self.request_id = RequestIDMiddleware(app) if request_id else None
-        self.access_log = AccessLogMiddleware(app) if access_log else None
-        self.timing = TimingMiddleware(app) if timing else None
-        self._id_key = self.request_id._header_key if self.request_id is not None else b""
-        self._time_key = self.timing._header_key if self.timing is not None else b""
-        self._server_timing = self.timing is not None and self.timing.server_timing
-        own = [key for key in (self._id_key, self._time_key) if key]
-        self._own_lengths = frozenset(len(key) for key in own)
-        self._own_keys = frozenset(own)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http":
-            if kind == "websocket" and self.request_id is not None:
-                await self.request_id(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
-
-        ids = self.request_id
-        request_id = token = None
-        if ids is not None:
-            request_id, token = ids.begin(scope)
-        access_log = self.access_log
-        start = time.perf_counter()
-        end = 0.0  # when the last body byte went out; background tasks run after it
-        status = 0  # until the response starts
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status, end
-            kind = message["type"]
-            if kind == "http.response.start":
-                elapsed = time.perf_counter() - start
-                status = message["status"]
-                headers = message.get("headers")
-                if type(headers) is list:
-                    lengths, keys = self._own_lengths, self._own_keys
-                    for name, _ in headers:
-                        # Length first: most names differ in length; lower() allocates.
-                        if len(name) in lengths and name.lower() in keys:
-                            headers = self._own_headers_removed(message)  # replace them
-                            break
-                else:
-                    headers = self._own_headers_removed(message)
-                # Inlined rather than a helper: this runs on every response.
-                if request_id is not None:
-                    headers.append((self._id_key, request_id.encode("latin-1")))
-                if self._time_key:
-                    headers.append((self._time_key, b"%.6f" % elapsed))
-                if self._server_timing:
-                    # Appended: Server-Timing may carry other metrics already.
-                    headers.append((b"server-timing", b"app;dur=%.3f" % (elapsed * 1000)))
-            await send(message)
-            if kind == "http.response.body" and not message.get("more_body"):
-                end = time.perf_counter()
-
-        try:
-            await self.app(scope, receive, send_observed)
-        except Exception as exc:
-            if self.answers_errors:
-                await UnhandledErrorMiddleware.answer(
-                    scope, receive, send_observed, exc, response_started=status != 0
-                )
-            raise
-        finally:
-            if access_log is not None:
-                duration = ((end or time.perf_counter()) - start) * 1000
-                # An app that raised before responding: the client got (or gets) a 500.
-                access_log.log(scope, status or 500, duration, request_id)
-            if token is not None:
-                reset_request_id(token)
-
-    def _own_headers_removed(self, message: Message) -> list[tuple[bytes, bytes]]:
-        """The message's headers as a list without ours (the app set one: replace it)."""
-        keys = self._own_keys
-        headers = [h for h in message.get("headers") or () if h[0].lower() not in keys]
-        message["headers"] = headers
-        return headers
 
 
 def _check_trusted_hosts(trusted_hosts: Sequence[str]) -> None:
@@ -159,14 +56,14 @@ def setup(
     The middleware run in this order, outermost first, so that every log line, error and
     rejection carries the request id:
 
-    1. request id, access log and timing (``request_id``, ``access_log``, ``timing``):
-       `RequestIDMiddleware`, `AccessLogMiddleware` and `TimingMiddleware` in that order,
-       installed as one layer; they see everything below, rejections included
+    1. `ObservabilityMiddleware` (``request_id``, ``access_log``, ``timing``): what
+       `RequestIDMiddleware`, `AccessLogMiddleware` and `TimingMiddleware` do, in that
+       order, as one layer; it sees everything below, rejections included
     2. Starlette ``TrustedHostMiddleware`` (``trusted_hosts``)
     3. Starlette ``HTTPSRedirectMiddleware`` (``https_redirect``)
     4. Starlette ``CORSMiddleware`` via `add_cors` (``cors_origins``/``cors_origin_regex``)
     5. Starlette ``GZipMiddleware`` (``gzip_min_size``)
-    6. the unhandled-error responder of `install_exception_handlers` (``errors``), so
+    6. `UnhandledErrorMiddleware`, from `install_exception_handlers` (``errors``), so
        500s pass through all of the above and carry their headers.
 
     Middleware you add afterwards with ``app.add_middleware`` wrap outside all of these.
@@ -234,7 +131,7 @@ def setup(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts))
     if request_id or access_log or timing:
         app.add_middleware(
-            _ObservabilityMiddleware, request_id=request_id, access_log=access_log, timing=timing
+            ObservabilityMiddleware, request_id=request_id, access_log=access_log, timing=timing
         )
     setattr(app.state, _SETUP_MARK, True)
     return app

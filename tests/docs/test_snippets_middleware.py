@@ -41,8 +41,8 @@ from fastkit import (
     install_exception_handlers,
     setup,
 )
-from fastkit.app import _ObservabilityMiddleware
 from fastkit.errors import UnhandledErrorMiddleware as _UnhandledErrorMiddleware
+from fastkit.middleware import ObservabilityMiddleware as _ObservabilityMiddleware
 from fastkit.middleware.request_id import (
     default_request_id_generator,
     default_request_id_validator,

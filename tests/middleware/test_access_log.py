@@ -251,7 +251,7 @@ def test_record_has_every_standard_attribute(caplog: pytest.LogCaptureFixture) -
     )
     line = formatter.format(record)
     assert re.search(r" GET /items 200 \d+\.\d{2}ms$", line)
-    assert "access_log.py access_log access_log" in line
+    assert "observability.py observability access_log" in line
 
 
 def test_custom_record_factory_is_respected(caplog: pytest.LogCaptureFixture) -> None:

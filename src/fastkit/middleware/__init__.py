@@ -1,7 +1,8 @@
-"""Pure ASGI middleware: request id, timing, access log, and validated CORS."""
+"""Pure ASGI middleware: request id, access log and timing (one layer), and validated CORS."""
 
 from fastkit.middleware.access_log import AccessLogMiddleware
 from fastkit.middleware.cors import add_cors
+from fastkit.middleware.observability import ObservabilityMiddleware
 from fastkit.middleware.request_id import (
     RequestIDLogFilter,
     RequestIDMiddleware,
@@ -11,6 +12,7 @@ from fastkit.middleware.timing import TimingMiddleware
 
 __all__ = [
     "AccessLogMiddleware",
+    "ObservabilityMiddleware",
     "RequestIDLogFilter",
     "RequestIDMiddleware",
     "TimingMiddleware",
