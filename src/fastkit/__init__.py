@@ -21,6 +21,7 @@ from fastkit.errors import (
 )
 from fastkit.middleware import (
     AccessLogMiddleware,
+    ObservabilityMiddleware,
     RequestIDLogFilter,
     RequestIDMiddleware,
     TimingMiddleware,
@@ -43,6 +44,7 @@ __all__ = [
     "Forbidden",
     "MissingDependencyError",
     "NotFound",
+    "ObservabilityMiddleware",
     "OptionalSlashRouter",
     "RequestIDLogFilter",
     "RequestIDMiddleware",
