@@ -1,3 +1,5 @@
+"""fastkit.errors.handlers: every error rendered in the installed style."""
+
 from __future__ import annotations
 
 import http
@@ -113,39 +115,6 @@ def client() -> TestClient:
 @pytest.fixture
 def problem() -> TestClient:
     return TestClient(build_app("problem"), raise_server_exceptions=False)
-
-
-# --- AppError construction -------------------------------------------------------------
-
-
-def test_app_error_defaults_and_overrides() -> None:
-    err = NotFound()
-    assert (err.status_code, err.message, err.code, err.data, err.headers) == (
-        404,
-        "Not Found",
-        None,
-        None,
-        None,
-    )
-    assert str(NotFound("Item 3 not found")) == "Item 3 not found"
-    teapot = AppError(status_code=418)
-    assert (teapot.status_code, teapot.message) == (418, "I'm a Teapot")
-    assert AppError("x", status_code=599).status_code == 599
-
-
-@pytest.mark.parametrize("status_code", [200, 302, 399, 600, -1], ids=str)
-def test_app_error_rejects_non_error_status(status_code: int) -> None:
-    with pytest.raises(ValueError, match="between 400 and 599"):
-        AppError("x", status_code=status_code)
-
-
-def test_subclass_keeps_its_own_default_message() -> None:
-    class OutOfStock(AppError):
-        status_code = 409
-        message = "Out of stock"
-
-    assert OutOfStock().message == "Out of stock"
-    assert OutOfStock(status_code=410).message == "Out of stock"
 
 
 def test_bad_style_is_refused() -> None:
@@ -401,57 +370,6 @@ def test_problem_500_hides_internals(problem: TestClient) -> None:
     )
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
-
-
-# --- OpenAPI -----------------------------------------------------------------------------
-
-
-def test_openapi_documents_envelope_validation_body(client: TestClient) -> None:
-    openapi = client.get("/openapi.json").json()
-    schemas = openapi["components"]["schemas"]
-    assert set(schemas["HTTPValidationError"]["properties"]) == {"code", "message", "data"}
-    assert set(schemas["ValidationError"]["properties"]) == {"loc", "msg", "type"}
-    responses = openapi["paths"]["/typed"]["get"]["responses"]
-    assert "application/json" in responses["422"]["content"]
-
-
-def test_openapi_documents_problem_validation_body(problem: TestClient) -> None:
-    openapi = problem.get("/openapi.json").json()
-    schemas = openapi["components"]["schemas"]
-    assert "errors" in schemas["HTTPValidationError"]["properties"]
-    content = openapi["paths"]["/signup"]["post"]["responses"]["422"]["content"]
-    assert list(content) == ["application/problem+json"]
-    # asking twice returns the same (cached) document
-    assert problem.get("/openapi.json").json() == openapi
-
-
-@pytest.mark.parametrize("style", ["envelope", "problem"])
-def test_openapi_documents_the_error_body_of_every_operation(style: str) -> None:
-    app = FastAPI()
-    install_exception_handlers(app, style=style)  # type: ignore[arg-type]
-
-    @app.get("/plain")
-    async def plain() -> dict[str, int]:
-        return {"n": 1}
-
-    @app.get("/own", responses={404: {"description": "No such thing"}})
-    async def own() -> dict[str, int]:
-        return {"n": 1}
-
-    openapi = TestClient(app).get("/openapi.json").json()
-    body = openapi["components"]["schemas"]["ErrorResponse"]
-    required = {"code", "message", "data"} if style == "envelope" else {"type", "title", "status"}
-    assert set(body["required"]) == required
-    media = "application/json" if style == "envelope" else "application/problem+json"
-    for path in ("/plain", "/own"):
-        responses = openapi["paths"][path]["get"]["responses"]
-        for code in ("4XX", "5XX"):
-            assert responses[code]["content"] == {
-                media: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
-            }
-        assert "401" not in responses  # no token required
-    own_404 = openapi["paths"]["/own"]["get"]["responses"]["404"]
-    assert own_404 == {"description": "No such thing"}  # what the app wrote stays
 
 
 def test_http_exception_205_has_no_body() -> None:
