@@ -1,6 +1,7 @@
-"""fastkit.websocket.RedisBroker in one process: two managers, each with its own broker.
+"""fastkit.websocket brokers: the Broker protocol, and RedisBroker in one process.
 
-Two managers on one channel stand for two workers. With ``FASTKIT_TEST_REDIS_URL`` set, an
+Two managers on one channel, each with its own RedisBroker and its own Redis connections,
+stand for two workers. With ``FASTKIT_TEST_REDIS_URL`` set, an
 unreachable server fails these tests (they never skip); without it they skip with a reason.
 Each test uses its own channel and its own client name, and kills only its own pub/sub
 connections: other test runs may share the server.
@@ -97,6 +98,10 @@ def test_redis_broker_needs_url_or_client(kwargs: dict[str, object]) -> None:
 def test_brokers_satisfy_the_protocol() -> None:
     assert isinstance(MemoryBroker(), Broker)
     assert isinstance(RedisBroker(DEAD_REDIS_URL), Broker)
+
+
+def test_the_default_channel() -> None:
+    assert RedisBroker(DEAD_REDIS_URL).channel == "fastkit:websocket"
 
 
 async def test_unreachable_redis_drops_messages_without_raising(

@@ -1,18 +1,24 @@
-"""fastkit.websocket.ConnectionManager in-process: a real FastAPI app driven by TestClient.
+"""fastkit.websocket.ConnectionManager in-process, without a server.
 
-Each test enters ``with TestClient(app) as client``, so the app's websockets and the test's
-``client.portal.call(...)`` share one event loop (the manager's writer tasks live there).
+Most tests drive a real FastAPI app with TestClient. Each enters ``with TestClient(app) as
+client``, so the app's websockets and the test's ``client.portal.call(...)`` share one event
+loop (the manager's writer tasks live there).
 TestClient's ``receive_*`` has no timeout, so a test never waits for a frame that should
 not come: it sends the client a personal marker after it, and expects the marker first.
 Once a client's ``with`` block is left, TestClient has cancelled its endpoint: code after
 ``async with manager.connect`` may not have run, so the tests check the manager's state,
 which ``connect`` updates before its first await on the way out.
 
+The delivery and lifecycle tests at the end drive the manager step by step on server-less
+Starlette websockets (``tests/websocket/peers.py``): stalled, timed-out and vanished clients,
+duplicate ids connecting at once, and the bugs that used to slip through.
+
 No ``from __future__ import annotations``: the endpoints are built inside a function.
 """
 
 import asyncio
 import contextlib
+import datetime
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,15 +28,19 @@ import anyio
 import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
+from starlette.exceptions import WebSocketException
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from fastkit.websocket import (
     CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_SEND_TIMEOUT,
+    CLOSE_TOO_SLOW,
     Connection,
     ConnectionManager,
     MemoryBroker,
 )
+from tests.websocket.peers import Peer, eventually, serve, sessions
 
 MALFORMED = {"type": "error", "error": "Malformed JSON"}
 MARKER = "--marker--"
@@ -59,12 +69,6 @@ def build(manager: ConnectionManager | None = None) -> Harness:
             harness.conns[client_id] = conn
             async for message in manager.iter_json(conn):
                 await manager.send(conn.id, {"echo": message})
-
-    @app.websocket("/raise/{client_id}")
-    async def raises(websocket: WebSocket, client_id: str) -> None:
-        with contextlib.suppress(RuntimeError):
-            async with manager.connect(websocket, client_id=client_id, rooms=["r"]):
-                raise RuntimeError("the handler failed")
 
     @app.websocket("/cancel/{client_id}")
     async def cancelled(websocket: WebSocket, client_id: str) -> None:
@@ -141,11 +145,12 @@ def test_bad_options_raise_value_error(options: dict[str, Any]) -> None:
 def test_defaults() -> None:
     manager = ConnectionManager()
     assert isinstance(manager.broker, MemoryBroker)
-    assert (manager.send_timeout, manager.queue_size, manager.max_message_bytes) == (
-        5.0,
-        256,
-        64 * 1024,
-    )
+    assert (
+        manager.send_timeout,
+        manager.queue_size,
+        manager.max_message_bytes,
+        manager.close_timeout,
+    ) == (5.0, 256, 64 * 1024, 10.0)
     assert len(manager) == 0
     assert manager.clients() == []
     assert manager.rooms() == []
@@ -226,6 +231,11 @@ MESSAGES = [
     pytest.param([1, "two"], ("json", [1, "two"]), id="list"),
     pytest.param(42, ("json", 42), id="int"),
     pytest.param(None, ("json", None), id="none"),
+    pytest.param(
+        {"at": datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)},
+        ("json", {"at": "2024-05-01 12:00:00+00:00"}),
+        id="datetime-as-str",
+    ),
 ]
 
 
@@ -407,15 +417,6 @@ def test_duplicate_client_id_is_refused_with_1008() -> None:
     assert (len(harness.manager), harness.manager.rooms()) == (0, [])
 
 
-def test_exception_inside_connect_unregisters() -> None:
-    harness = build()
-    with TestClient(harness.app) as client, joined(client, "/ws/ann"):
-        with client.websocket_connect("/raise/boom") as ws, pytest.raises(WebSocketDisconnect):
-            ws.receive_text()
-        assert harness.manager.clients() == ["ann"]
-        assert harness.manager.rooms() == []
-
-
 def test_asyncio_cancellation_inside_connect_unregisters_and_closes() -> None:
     harness = build()
     with TestClient(harness.app) as client:
@@ -477,3 +478,181 @@ def test_stop_closes_every_connection_with_1001_and_the_manager_restarts() -> No
         with joined(client, "/ws/cat") as cat:
             on_loop(client, harness.manager.broadcast, "again")
             assert frame(cat) == ("text", "again")
+
+
+# --- delivery, step by step: stalled, timed-out, vanished clients; races ----------------
+
+
+@pytest.mark.anyio
+async def test_a_client_that_does_not_read_is_closed_with_1008_others_get_everything() -> None:
+    manager = ConnectionManager(queue_size=2, send_timeout=60)
+    slow, ann, bob = Peer(stall=True), Peer(), Peer()
+    async with sessions(manager, slow=slow, ann=ann, bob=bob):
+        for n in range(20):
+            await manager.broadcast(str(n))  # returns at once, whoever stalls
+            await eventually(lambda n=n: len(ann.frames) == len(bob.frames) == n + 1)
+        await eventually(lambda: slow.close_code is not None)
+        assert slow.close_code == CLOSE_TOO_SLOW == 1008
+        assert sorted(manager.clients()) == ["ann", "bob"]
+        expected = [str(n) for n in range(20)]
+        assert ann.frames == bob.frames == expected
+        # One message was in the stalled send, two queued, the fourth overflowed: none went out.
+        assert slow.frames == []
+
+
+@pytest.mark.anyio
+async def test_a_send_over_send_timeout_closes_with_1011() -> None:
+    manager = ConnectionManager(send_timeout=0.05)
+    stuck, ann = Peer(stall=True), Peer()
+    async with sessions(manager, stuck=stuck, ann=ann):
+        await manager.broadcast({"n": 1})
+        await eventually(lambda: stuck.close_code is not None)
+        assert stuck.close_code == CLOSE_SEND_TIMEOUT == 1011
+        assert manager.clients() == ["ann"]
+        assert ann.frames == ['{"n":1}']
+
+
+@pytest.mark.anyio
+async def test_a_vanished_client_is_dropped_on_its_first_failed_send() -> None:
+    manager = ConnectionManager()
+    gone, ann = Peer(fail=True), Peer()
+    async with sessions(manager, gone=gone, ann=ann) as running:
+        manager.join(running.conns["gone"], "room")
+        await manager.broadcast("hello")
+        await eventually(lambda: manager.clients() == ["ann"])
+        assert manager.rooms() == []
+        assert gone.close_code is None  # no close frame to a dead socket
+        assert ann.frames == ["hello"]
+
+
+@pytest.mark.anyio
+async def test_leaving_while_messages_are_queued_ends_cleanly() -> None:
+    manager = ConnectionManager(queue_size=100)
+    slow = Peer(stall=True)
+    async with sessions(manager, slow=slow) as running:
+        for n in range(10):
+            await manager.broadcast(n)
+        slow.leave()
+        conn = await asyncio.wait_for(running.tasks["slow"], 10)
+        assert conn.closed
+        assert len(manager) == 0
+        assert conn.writer is not None
+        assert conn.writer.done()
+
+
+@pytest.mark.anyio
+async def test_two_concurrent_connects_with_one_id_admit_only_one() -> None:
+    manager = ConnectionManager()
+    a, b = Peer(), Peer()
+    outcomes: list[str] = []
+
+    async def attempt(peer: Peer) -> None:
+        try:
+            await serve(manager, peer, "ann", rooms=["r"])
+        except WebSocketException:
+            outcomes.append("refused")
+        else:
+            outcomes.append("served")
+
+    tasks = [asyncio.create_task(attempt(a)), asyncio.create_task(attempt(b))]
+    try:
+        await eventually(lambda: a.accepted or b.accepted)
+        await asyncio.sleep(0.05)  # both handshakes are past the id check by now
+        accepted = [p.accepted for p in (a, b)]
+    finally:
+        a.leave()
+        b.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert sorted(outcomes) == ["refused", "served"]
+    assert accepted.count(True) == 1
+
+
+@pytest.mark.anyio
+async def test_join_after_the_manager_closed_the_connection_is_harmless() -> None:
+    manager = ConnectionManager(queue_size=1, send_timeout=60)
+    slow, ann = Peer(stall=True), Peer()
+    async with sessions(manager, slow=slow, ann=ann) as running:
+        conn = running.conns["slow"]
+        for n in range(3):  # one in its send, one queued, the third overflows
+            await manager.broadcast(n)
+            await asyncio.sleep(0.01)
+        await eventually(lambda: conn.closed and slow.close_code == 1008)
+        # The endpoint, still reading a "join" the client sent before it stalled, joins:
+        manager.join(conn, "late")
+        manager.join(running.conns["ann"], "late")
+        await manager.broadcast("to late", room="late")  # KeyError: 'slow'
+        await eventually(lambda: "to late" in ann.frames)
+        assert manager.clients("late") == ["ann"]
+
+
+@pytest.mark.anyio
+async def test_an_exception_inside_connect_unregisters_and_closes_with_1011() -> None:
+    manager = ConnectionManager()
+    peer = Peer()
+    with pytest.raises(RuntimeError, match="handler failed"):
+        async with manager.connect(peer.websocket, client_id="ann", rooms=["r"]):
+            raise RuntimeError("handler failed")
+    assert (len(manager), manager.rooms()) == (0, [])
+    assert peer.close_code == 1011
+
+
+@pytest.mark.anyio
+async def test_stop_can_be_cancelled() -> None:
+    manager = ConnectionManager(send_timeout=60)
+    slow = Peer(stall=True)
+    async with sessions(manager, slow=slow):
+        await manager.broadcast("stuck")  # the writer is now inside its send
+        await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(manager.stop())
+        await asyncio.sleep(0)  # stop() runs until it awaits the writer task
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(stopping, 10)
+
+
+@pytest.mark.anyio
+async def test_a_dropped_client_gets_its_close_frame_once_it_reads_again() -> None:
+    # Behind a full TCP window the close frame waits like any frame; the handler waits for
+    # it (up to close_timeout) rather than return and let the server cut the socket first.
+    manager = ConnectionManager(queue_size=1, send_timeout=60, close_timeout=10)
+    slow = Peer(stall=True, stall_close=True)
+    task = asyncio.create_task(serve(manager, slow, "slow"))
+    await eventually(lambda: manager.clients() == ["slow"])
+    for n in range(3):  # one in its send, one queued, the third overflows
+        await manager.broadcast(n)
+        await asyncio.sleep(0.01)
+    await eventually(lambda: manager.clients() == [])
+    await asyncio.sleep(0.3)
+    assert not task.done()  # still owed its close frame
+    assert slow.close_code is None
+    slow.released.set()  # the client reads again
+    await asyncio.wait_for(task, 5)
+    assert slow.close_code == CLOSE_TOO_SLOW
+
+
+@pytest.mark.anyio
+async def test_a_client_that_never_reads_again_is_abandoned_after_close_timeout() -> None:
+    manager = ConnectionManager(queue_size=1, send_timeout=60, close_timeout=0.2)
+    slow = Peer(stall=True, stall_close=True)
+    task = asyncio.create_task(serve(manager, slow, "slow"))
+    await eventually(lambda: manager.clients() == ["slow"])
+    started = asyncio.get_running_loop().time()
+    for n in range(3):
+        await manager.broadcast(n)
+        await asyncio.sleep(0.01)
+    conn = await asyncio.wait_for(task, 5)  # the handler ends: the server closes the socket
+    assert asyncio.get_running_loop().time() - started < 2
+    assert conn.closed
+    assert slow.close_code is None  # never sent: the client never read
+    assert len(manager) == 0
+    slow.released.set()
+
+
+@pytest.mark.anyio
+async def test_a_single_room_given_as_a_string_is_one_room() -> None:
+    manager = ConnectionManager()
+    peer = Peer()
+    async with manager.connect(peer.websocket, client_id="ann", rooms="lobby"):
+        assert manager.rooms() == ["lobby"]
+        assert manager.clients("lobby") == ["ann"]
+    assert manager.rooms() == []

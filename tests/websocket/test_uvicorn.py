@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.websocket.servers import ROOT, Server, httpx, uvicorn_server
+from tests.uvicorn_support import ROOT, free_port, httpx, uvicorn_process
 
 NO_WEBSOCKETS = "the websockets package is not installed (uvicorn needs it to serve websockets)"
 ws_client = pytest.importorskip("websockets.asyncio.client", reason=NO_WEBSOCKETS)
@@ -39,13 +41,36 @@ RECV_TIMEOUT = 15.0
 POLL = 0.1
 
 
+@dataclass
+class Server:
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, client_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/{client_id}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {
-        "FASTKIT_WS_QUEUE_SIZE": str(QUEUE_SIZE),
-        "FASTKIT_WS_SEND_TIMEOUT": str(SEND_TIMEOUT),
-    }
-    with uvicorn_server(tmp_path_factory.mktemp("ws-uvicorn"), env) as server:
+    """One uvicorn process serving tests/websocket/uvicorn_app.py, its output in a log."""
+    port = free_port()
+    server = Server(port, tmp_path_factory.mktemp("ws-uvicorn") / "uvicorn.log")
+    env = {"FASTKIT_WS_QUEUE_SIZE": str(QUEUE_SIZE), "FASTKIT_WS_SEND_TIMEOUT": str(SEND_TIMEOUT)}
+    args = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with uvicorn_process(
+        ["tests.websocket.uvicorn_app:app", *args],
+        log_path=server.log_path,
+        ready_url=f"{server.base_url}/ok",
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        startup_timeout=30,
+    ):
         yield server
 
 

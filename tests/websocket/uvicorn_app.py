@@ -1,18 +1,16 @@
-"""The app that tests/websocket/test_uvicorn*.py serve with real uvicorn processes.
+"""The app that tests/websocket/test_uvicorn.py serves with a real uvicorn process.
 
 Not imported by the tests themselves: its logging and its manager belong to the server
 process. Configured by environment variables, read at import:
 
-- ``FASTKIT_WS_WORKER``: this worker's name, put in its broadcasts (default ``"A"``);
-- ``FASTKIT_WS_QUEUE_SIZE`` / ``FASTKIT_WS_SEND_TIMEOUT``: the manager's options;
-- ``FASTKIT_WS_REDIS_URL`` / ``FASTKIT_WS_CHANNEL``: a `RedisBroker` if the URL is set.
+- ``FASTKIT_WS_QUEUE_SIZE`` / ``FASTKIT_WS_SEND_TIMEOUT``: the manager's options.
 
 Routes:
 
 - ``WS /ws/{client_id}``: registers the client; ``{"op": "broadcast", "i": n, "size": s}``
-  broadcasts ``{"i": n, "from": worker, "pad": "x" * s}`` to every client;
-- ``GET /ok``; ``GET /clients``: this worker's client ids;
-- ``POST /broadcast`` and ``POST /send/{client_id}``: the JSON body, through the manager.
+  broadcasts ``{"i": n, "pad": "x" * s}`` to every client;
+- ``GET /ok``; ``GET /clients``: the client ids;
+- ``POST /send/{client_id}``: the JSON body, through the manager.
 """
 
 import logging
@@ -23,18 +21,14 @@ from typing import Any
 
 from fastapi import FastAPI, WebSocket
 
-from fastkit.websocket import ConnectionManager, RedisBroker
+from fastkit.websocket import ConnectionManager
 
 _handler = logging.StreamHandler()
 _handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
 logging.getLogger("fastkit").addHandler(_handler)
 logging.getLogger("fastkit").setLevel(logging.INFO)
 
-WORKER = os.environ.get("FASTKIT_WS_WORKER", "A")
-REDIS_URL = os.environ.get("FASTKIT_WS_REDIS_URL")
-broker = RedisBroker(REDIS_URL, channel=os.environ["FASTKIT_WS_CHANNEL"]) if REDIS_URL else None
 manager = ConnectionManager(
-    broker=broker,
     queue_size=int(os.environ.get("FASTKIT_WS_QUEUE_SIZE", "256")),
     send_timeout=float(os.environ.get("FASTKIT_WS_SEND_TIMEOUT", "5")),
 )
@@ -52,18 +46,12 @@ app = FastAPI(lifespan=lifespan)
 
 @app.get("/ok")
 async def ok() -> dict[str, str]:
-    return {"status": "ok", "worker": WORKER}
+    return {"status": "ok"}
 
 
 @app.get("/clients")
 async def clients() -> dict[str, Any]:
-    return {"clients": sorted(manager.clients()), "worker": WORKER}
-
-
-@app.post("/broadcast")
-async def broadcast(message: dict[str, Any]) -> dict[str, bool]:
-    await manager.broadcast(message)
-    return {"ok": True}
+    return {"clients": sorted(manager.clients())}
 
 
 @app.post("/send/{client_id}")
@@ -78,4 +66,4 @@ async def session(websocket: WebSocket, client_id: str) -> None:
         async for message in manager.iter_json(conn):
             if isinstance(message, dict) and message.get("op") == "broadcast":
                 size = min(int(message.get("size", 0)), 1024 * 1024)
-                await manager.broadcast({"i": message["i"], "from": WORKER, "pad": "x" * size})
+                await manager.broadcast({"i": message["i"], "pad": "x" * size})
