@@ -8,6 +8,7 @@ and ``fastkit.db.paginate``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ require("sqlalchemy", "sqlalchemy")
 
 from sqlalchemy import Select, and_, exc, func, literal, or_, select, tuple_  # noqa: E402
 from sqlalchemy.engine import Row  # noqa: E402
+from sqlalchemy.orm import ColumnProperty  # noqa: E402
 from sqlalchemy.sql import operators  # noqa: E402
 from sqlalchemy.sql.elements import UnaryExpression  # noqa: E402
 
@@ -96,18 +98,19 @@ class _Key:
             )
 
 
-def _with_tie_breaker(stmt: Select[Any], descriptions: Sequence[Mapping[str, Any]]) -> list[_Key]:
-    """The sort keys, made total: the entity's primary key appended when not sorted by.
+def _sort_keys(
+    stmt: Select[Any], entity: Any, descriptions: Sequence[Mapping[str, Any]]
+) -> tuple[list[_Key], list[Any]]:
+    """The sort keys, made total, and the primary-key columns appended to get there.
 
-    For ``select(Item)`` always (no ORDER BY pages by the key). For columns that all belong
-    to one entity (``select(Item.name, Item.score).order_by(Item.score)``) unless the
-    statement has GROUP BY or DISTINCT (its rows are then not the entity's), and, for
-    several columns, only with an ORDER BY: the key is sorted by and read as a hidden cursor
-    key, not added to the items.
+    The entity's primary key is appended when not sorted by: for ``select(Item)`` always
+    (no ORDER BY pages by the key). For columns that all belong to one entity
+    (``select(Item.name, Item.score).order_by(Item.score)``) unless the statement has
+    GROUP BY or DISTINCT (its rows are then not the entity's), and, for several columns,
+    only with an ORDER BY: the key is sorted by and read as a hidden cursor key, not added
+    to the items.
     """
     keys = [_Key(column, descending) for column, descending in _order_keys(stmt)]
-    entities = {d.get("entity") for d in descriptions}
-    entity = entities.pop() if len(entities) == 1 else None
     whole = len(descriptions) == 1 and descriptions[0].get("expr") is entity
     grouped = bool(getattr(stmt, "_group_by_clauses", ())) or bool(
         getattr(stmt, "_distinct", False)
@@ -115,10 +118,12 @@ def _with_tie_breaker(stmt: Select[Any], descriptions: Sequence[Mapping[str, Any
     if not whole and (grouped or (len(descriptions) > 1 and not keys)):
         entity = None
     mapper = getattr(entity, "__mapper__", None)
+    appended = []
     if mapper is not None:
         sorted_by = {(getattr(k.column, "table", None), k.name) for k in keys}
         for column in mapper.primary_key:
             if (column.table, column.key) not in sorted_by:
+                appended.append(column)
                 # By the mapped attribute: its name may differ from the column's.
                 attribute = getattr(entity, mapper.get_property_by_column(column).key)
                 keys.append(_Key(attribute, False))
@@ -127,7 +132,51 @@ def _with_tie_breaker(stmt: Select[Any], descriptions: Sequence[Mapping[str, Any
             "Cursor pagination needs an ORDER BY ending in a unique column, "
             "e.g. select(Item).order_by(Item.created_at, Item.id)."
         )
-    return keys
+    return keys, appended
+
+
+@functools.lru_cache(maxsize=256)
+def _column_properties(mapper: Any) -> dict[tuple[Any, str], Any]:
+    """``{(table, column key): column property}`` of a mapper.
+
+    ``mapper.get_property_by_column`` would find them too, but it compares columns with
+    ``==``, which builds a SQL expression per comparison: several times dearer here.
+    """
+    return {
+        (column.table, column.key): prop
+        for prop in mapper.column_attrs
+        for column in prop.columns
+        if getattr(column, "table", None) is not None
+    }
+
+
+def _attribute_names(
+    stmt: Select[Any], entity: Any, descriptions: Sequence[Mapping[str, Any]], keys: list[_Key]
+) -> list[str] | None:
+    """For ``select(Entity)``: the attribute each key is read from on a loaded entity.
+
+    None when the rows are not whole entities, the statement has loader options, or a key
+    is not an eagerly loaded column attribute of the entity: the keys are then selected
+    as extra labelled columns. Reading them from the entities keeps the query the one the
+    endpoint wrote (the same ORM loading as ``session.scalars(stmt)``); the session
+    flushes before the query (autoflush), so a loaded entity holds what its row holds.
+    """
+    mapper = getattr(entity, "__mapper__", None)
+    whole = len(descriptions) == 1 and descriptions[0].get("expr") is entity
+    if mapper is None or not whole or bool(getattr(stmt, "_with_options", None)):
+        return None
+    names = []
+    for key in keys:
+        prop = getattr(key.column, "property", None)  # a mapped attribute (Item.id)
+        if prop is not None:
+            if not mapper.isa(key.column.parent):
+                return None
+        else:  # a column of the statement's ORDER BY
+            prop = _column_properties(mapper).get((getattr(key.column, "table", None), key.name))
+        if not isinstance(prop, ColumnProperty) or prop.deferred:
+            return None
+        names.append(prop.key)
+    return names
 
 
 def _keyset_condition(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> Any:
@@ -190,7 +239,9 @@ class _CursorPlan:
         self.secret = raw.secret
         descriptions = stmt.column_descriptions
         self.item = _item_reader(descriptions)
-        self.keys = keys = _with_tie_breaker(stmt, descriptions)
+        entities = {d.get("entity") for d in descriptions}
+        entity = entities.pop() if len(entities) == 1 else None
+        self.keys, appended = keys, appended = _sort_keys(stmt, entity, descriptions)
         self.signature = ",".join(("-" if k.descending else "") + k.name for k in keys)
         self.values: list[Any] | None = None
         self.backward = False
@@ -203,11 +254,25 @@ class _CursorPlan:
             )
         # Walking backward: the same query in the opposite order, reversed afterwards.
         effective = [(k.column, k.descending != self.backward) for k in keys]
-        query = stmt.order_by(None).order_by(*(c.desc() if d else c.asc() for c, d in effective))
+        if self.backward:
+            query = stmt.order_by(None).order_by(
+                *(c.desc() if d else c.asc() for c, d in effective)
+            )
+        else:
+            query = stmt.order_by(*appended) if appended else stmt
         if self.values is not None:
             query = query.where(_keyset_condition(effective, self.values))
-        labels = [k.column.label(_KEY_LABEL.format(i)) for i, k in enumerate(keys)]
-        self.query = query.add_columns(*labels).limit(raw.size + 1)
+        self.names = _attribute_names(stmt, entity, descriptions, keys)
+        if self.names is None:
+            labels = [k.column.label(_KEY_LABEL.format(i)) for i, k in enumerate(keys)]
+            query = query.add_columns(*labels)
+        self.query = query.limit(raw.size + 1)
+
+    def _key_values(self, row: Row[Any]) -> list[Any]:
+        if self.names is None:
+            return list(row[-len(self.keys) :])
+        item = row[0]
+        return [getattr(item, name) for name in self.names]
 
     def bad_cursor_value(self, error: BaseException) -> None:
         """A cursor value the database cannot bind (too large for the column...): 400."""
@@ -231,9 +296,8 @@ class _CursorPlan:
         rows = list(rows[: self.size])
         if self.backward:
             rows.reverse()
-        n = len(self.keys)
-        first = list(rows[0][-n:]) if rows else self.values
-        last = list(rows[-1][-n:]) if rows else self.values
+        first = self._key_values(rows[0]) if rows else self.values
+        last = self._key_values(rows[-1]) if rows else self.values
         if self.backward:
             previous_cursor = self._cursor(first, True) if more else None
             next_cursor = self._cursor(last, False)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Enum, ForeignKey, Integer, String, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, load_only, mapped_column
 
 from fastkit.db import Database, apaginate
 from fastkit.pagination import CursorParams, InvalidCursor
@@ -36,6 +36,8 @@ class Thing(Base):
             regexp=r"(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)",
         )
     )
+    # Not loaded with the entity: a cursor must not read it from the loaded objects.
+    rank: Mapped[int] = mapped_column(deferred=True)
 
 
 class Tag(Base):
@@ -74,7 +76,12 @@ def db(tmp_path: Any) -> Database:
             start = dt.datetime(2026, 1, 1)
             for i in range(1, 14):
                 session.add(
-                    Thing(ident=i, color=list(Color)[i % 3], seen=start + dt.timedelta(hours=i % 5))
+                    Thing(
+                        ident=i,
+                        color=list(Color)[i % 3],
+                        seen=start + dt.timedelta(hours=i % 5),
+                        rank=i % 4,
+                    )
                 )
             await session.flush()  # no relationship(): the parents must exist first
             session.add_all(Tag(id=i, thing_id=i, label=f"t{i}") for i in range(1, 14))
@@ -119,3 +126,53 @@ def test_enum_cursor_value_must_be_a_member(db: Database) -> None:
             await db.dispose()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("stmt", "key"),
+    [
+        pytest.param(
+            select(Thing).order_by(Thing.rank),
+            lambda t: (t.rank, t.ident),
+            id="deferred-sort-key",
+        ),
+        pytest.param(
+            select(Thing).options(load_only(Thing.color)).order_by(Thing.seen),
+            lambda t: (t.seen, t.ident),
+            id="key-not-loaded-by-options",
+        ),
+        pytest.param(
+            select(Thing).order_by(Thing.__table__.c.thing_id.desc()),
+            lambda t: (-t.ident,),
+            id="table-column-named-unlike-its-attribute",
+        ),
+    ],
+)
+def test_sort_keys_the_entities_do_not_hold_still_walk_once(
+    db: Database, stmt: Any, key: Any
+) -> None:
+    # Keys are read from the loaded entities where they hold them, else selected as extra
+    # columns; on an AsyncSession, reading an unloaded attribute would fail (no lazy IO).
+    async def run() -> list[Any]:
+        try:
+            async with db.session_scope() as session:
+                rows: list[Any] = []
+                cursor = None
+                for _ in range(100):
+                    page = await apaginate(session, stmt, CursorParams(cursor=cursor, size=4))
+                    rows += [key(await _loaded(session, t)) for t in page.items]
+                    if page.next_cursor is None:
+                        return rows
+                    cursor = page.next_cursor
+                raise AssertionError("the cursor walk did not end")
+        finally:
+            await db.dispose()
+
+    keys = asyncio.run(run())
+    assert len(keys) == 13
+    assert keys == sorted(keys)
+
+
+async def _loaded(session: Any, thing: Thing) -> Thing:
+    await session.refresh(thing, ["rank", "seen"])  # for the test's own key function
+    return thing

@@ -1,36 +1,27 @@
-"""fastkit.pagination: params bounds through a real app, in-memory pages, cursors, schemas.
+"""fastkit.pagination.params: the query models' bounds through a real app, as Depends and Query.
 
 No ``from __future__ import annotations`` here: the apps are built inside a function that
 takes the marker (``Depends`` or ``Query``), and ``Annotated[PageParams, marker()]`` must
 be evaluated there.
 """
 
-import datetime as dt
-import decimal
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from sqlalchemy import column
 
-from fastkit import Envelope, EnvelopeRoute, install_exception_handlers, ok
+from fastkit import install_exception_handlers
 from fastkit.pagination import (
-    CursorPage,
     CursorParams,
-    InvalidCursor,
-    LimitOffsetPage,
     LimitOffsetParams,
-    Page,
     PageParams,
     SortParams,
-    decode_cursor,
-    encode_cursor,
-    paginate,
 )
+from tests.pagination.support import assert_422
 
 
 class Item(BaseModel):
@@ -90,18 +81,6 @@ def client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
     marker = Depends if request.param == "depends" else Query
     with TestClient(params_app(marker)) as client:
         yield client
-
-
-def assert_422(response: Any, field: str, error_type: str, msg: str = "") -> None:
-    """A 422 in the envelope, naming the query parameter: never clamped, never a 500."""
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert body["code"] == 422
-    assert body["message"] == "Request validation failed"
-    [error] = body["data"]
-    assert error["loc"] == ["query", field]
-    assert error["type"] == error_type
-    assert msg in error["msg"]
 
 
 # --- PageParams ----------------------------------------------------------------------------
@@ -344,258 +323,3 @@ def test_allow_rejects_bad_configuration(
         SortParams.allow(*fields, default=default)
 
 
-# --- paginate() over sequences -------------------------------------------------------------
-
-PAGE_TOTALS = [
-    # (length, page, page_size) -> (first item, item count, pages)
-    pytest.param(0, 1, 20, None, 0, 0, id="empty"),
-    pytest.param(0, 3, 20, None, 0, 0, id="empty-page-3"),
-    pytest.param(40, 1, 20, 0, 20, 2, id="exact-first"),
-    pytest.param(40, 2, 20, 20, 20, 2, id="exact-last"),
-    pytest.param(40, 3, 20, None, 0, 2, id="exact-past-end"),
-    pytest.param(57, 3, 20, 40, 17, 3, id="partial-last"),
-    pytest.param(57, 1, 100, 0, 57, 1, id="one-page"),
-    pytest.param(1, 1, 1, 0, 1, 1, id="single"),
-    pytest.param(5, 2, 4, 4, 1, 2, id="one-left"),
-]
-
-
-@pytest.mark.parametrize(("length", "page", "size", "first", "count", "pages"), PAGE_TOTALS)
-def test_paginate_sequence_pages(
-    length: int, page: int, size: int, first: int | None, count: int, pages: int
-) -> None:
-    items = list(range(length))
-    result = paginate(items, PageParams(page=page, page_size=size))
-    assert isinstance(result, Page)
-    assert result.items == items[(page - 1) * size : page * size]
-    assert len(result.items) == count
-    assert (result.items[0] if result.items else None) == first
-    assert (result.total, result.page, result.page_size, result.pages) == (
-        length,
-        page,
-        size,
-        pages,
-    )
-
-
-@pytest.mark.parametrize(
-    ("length", "limit", "offset", "expected"),
-    [
-        pytest.param(0, 20, 0, [], id="empty"),
-        pytest.param(10, 3, 0, [0, 1, 2], id="first"),
-        pytest.param(10, 3, 8, [8, 9], id="partial"),
-        pytest.param(10, 3, 10, [], id="past-end"),
-    ],
-)
-def test_paginate_sequence_limit_offset(
-    length: int, limit: int, offset: int, expected: list[int]
-) -> None:
-    result = paginate(tuple(range(length)), LimitOffsetParams(limit=limit, offset=offset))
-    assert isinstance(result, LimitOffsetPage)
-    assert result.model_dump() == {
-        "items": expected,
-        "total": length,
-        "limit": limit,
-        "offset": offset,
-    }
-
-
-def test_paginate_sequence_transformer_sees_only_the_page() -> None:
-    seen: list[list[int]] = []
-
-    def to_items(numbers: Any) -> list[Item]:
-        seen.append(list(numbers))
-        return [Item(id=n, name=f"item-{n}") for n in numbers]
-
-    result = paginate(list(range(10)), PageParams(page=2, page_size=4), transformer=to_items)
-    assert seen == [[4, 5, 6, 7]]
-    assert [item.name for item in result.items] == ["item-4", "item-5", "item-6", "item-7"]
-    assert result.total == 10
-
-
-def test_paginate_sequence_refuses_cursors() -> None:
-    with pytest.raises(TypeError, match=r"fastkit\.db"):
-        paginate([1, 2], CursorParams())  # type: ignore[call-overload]
-
-
-def test_page_without_total_has_no_pages() -> None:
-    page = Page[int].create([1, 2], None, PageParams(page=2, page_size=2))
-    assert (page.total, page.pages, page.page, page.page_size) == (None, None, 2, 2)
-
-
-# --- cursor encoding -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        pytest.param(None, id="none"),
-        pytest.param(True, id="bool"),
-        pytest.param(7, id="int"),
-        pytest.param(-2.5, id="float"),
-        pytest.param('naïve, "quoted" text', id="str"),
-        pytest.param(dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc), id="dt"),
-        pytest.param(dt.datetime(2024, 5, 6, 7, 8, 9), id="naive-datetime"),
-        pytest.param(dt.date(2024, 2, 29), id="date"),
-        pytest.param(uuid.UUID("12345678-1234-5678-1234-567812345678"), id="uuid"),
-        pytest.param(decimal.Decimal("12.3400"), id="decimal"),
-    ],
-)
-def test_cursor_round_trip_keeps_types(value: Any) -> None:
-    cursor = encode_cursor([value, 42], "key,id")
-    values, backward = decode_cursor(cursor, "key,id")
-    assert values == [value, 42]
-    assert type(values[0]) is type(value)
-    assert backward is False
-    assert decode_cursor(encode_cursor([value], "k", backward=True), "k") == ([value], True)
-
-
-def test_cursor_is_url_safe_and_refuses_unsupported_types() -> None:
-    cursor = encode_cursor(["?&=/+ é" * 10, 1], "name,id")
-    assert cursor.isascii()
-    assert all(c.isalnum() or c in "-_" for c in cursor)
-    with pytest.raises(TypeError, match="Cannot put bytes in a cursor"):
-        encode_cursor([b"raw"], "k")
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        pytest.param(True, int, id="bool-for-int"),
-        pytest.param(1, bool, id="int-for-bool"),
-        pytest.param("1", int, id="str-for-int"),
-        pytest.param(dt.datetime(2024, 1, 1), dt.date, id="datetime-for-date"),
-        pytest.param(dt.date(2024, 1, 1), dt.datetime, id="date-for-datetime"),
-        pytest.param(1.5, int, id="float-for-int"),
-    ],
-)
-def test_decode_cursor_checks_types(value: Any, expected: type) -> None:
-    cursor = encode_cursor([value], "k")
-    with pytest.raises(InvalidCursor, match="wrong type"):
-        decode_cursor(cursor, "k", types=[expected])
-
-
-def test_decode_cursor_accepts_int_for_float() -> None:
-    assert decode_cursor(encode_cursor([3], "k"), "k", types=[float]) == ([3.0], False)
-
-
-def test_signed_cursor_round_trip() -> None:
-    secret = b"k" * 32
-    cursor = encode_cursor([1, "a"], "n,id", secret=secret)
-    assert decode_cursor(cursor, "n,id", secret=secret) == ([1, "a"], False)
-    with pytest.raises(InvalidCursor, match="signature"):
-        decode_cursor(cursor, "n,id", secret=b"j" * 32)
-    with pytest.raises(InvalidCursor, match="signature"):
-        decode_cursor(cursor.partition(".")[0], "n,id", secret=secret)
-    with pytest.raises(InvalidCursor):
-        decode_cursor(cursor, "n,id")  # a signed cursor where none is expected
-
-
-# --- page models in responses and OpenAPI --------------------------------------------------
-
-ITEMS = [Item(id=n, name=f"item-{n}") for n in range(1, 8)]
-
-
-def pages_app() -> FastAPI:
-    app = FastAPI()
-    install_exception_handlers(app)
-
-    @app.get("/enveloped", response_model=Envelope[Page[Item]])
-    def enveloped(params: Annotated[PageParams, Depends()]) -> Envelope[Page[Item]]:
-        return ok(paginate(ITEMS, params))
-
-    @app.get("/limit-offset")
-    def limit_offset(params: Annotated[LimitOffsetParams, Query()]) -> LimitOffsetPage[Item]:
-        return paginate(ITEMS, params)
-
-    @app.get("/cursor")
-    def cursor() -> CursorPage[Item]:
-        return CursorPage[Item](items=ITEMS[:2], next_cursor="abc", previous_cursor=None, size=2)
-
-    router = APIRouter(route_class=EnvelopeRoute)
-
-    @router.get("/wrapped")
-    def wrapped(params: Annotated[PageParams, Depends()]) -> Page[Item]:
-        return paginate(ITEMS, params)
-
-    app.include_router(router)
-    return app
-
-
-def response_schema(openapi: dict[str, Any], path: str) -> str:
-    content = openapi["paths"][path]["get"]["responses"]["200"]["content"]
-    ref: str = content["application/json"]["schema"]["$ref"]
-    return ref.rsplit("/", 1)[-1]
-
-
-def test_enveloped_page_renders() -> None:
-    with TestClient(pages_app()) as client:
-        response = client.get("/enveloped?page=2&page_size=3")
-        assert response.json() == {
-            "code": 200,
-            "message": "success",
-            "data": {
-                "items": [i.model_dump() for i in ITEMS[3:6]],
-                "total": 7,
-                "page": 2,
-                "page_size": 3,
-                "pages": 3,
-            },
-        }
-        wrapped = client.get("/wrapped?page=3&page_size=3").json()
-        assert wrapped == {
-            "code": 200,
-            "message": "success",
-            "data": {
-                "items": [ITEMS[6].model_dump()],
-                "total": 7,
-                "page": 3,
-                "page_size": 3,
-                "pages": 3,
-            },
-        }
-        assert client.get("/limit-offset?limit=2&offset=6").json() == {
-            "items": [ITEMS[6].model_dump()],
-            "total": 7,
-            "limit": 2,
-            "offset": 6,
-        }
-        # Bad params under an EnvelopeRoute are still the 422 envelope.
-        assert_422(client.get("/wrapped?page=0"), "page", "greater_than_equal")
-
-
-def test_page_schemas_in_openapi() -> None:
-    with TestClient(pages_app()) as client:
-        openapi = client.get("/openapi.json").json()
-    schemas = openapi["components"]["schemas"]
-    assert {
-        "Item",
-        "Page_Item_",
-        "Envelope_Page_Item__",
-        "CursorPage_Item_",
-        "LimitOffsetPage_Item_",
-    } <= set(schemas)
-    assert response_schema(openapi, "/enveloped") == "Envelope_Page_Item__"
-    assert response_schema(openapi, "/wrapped") == "Envelope_Page_Item__"
-    assert response_schema(openapi, "/limit-offset") == "LimitOffsetPage_Item_"
-    assert response_schema(openapi, "/cursor") == "CursorPage_Item_"
-    item_ref = {"$ref": "#/components/schemas/Item"}
-    assert schemas["Page_Item_"]["properties"]["items"]["items"] == item_ref
-    assert schemas["CursorPage_Item_"]["properties"]["items"]["items"] == item_ref
-    assert schemas["LimitOffsetPage_Item_"]["properties"]["items"]["items"] == item_ref
-    data = schemas["Envelope_Page_Item__"]["properties"]["data"]
-    assert {"$ref": "#/components/schemas/Page_Item_"} in data["anyOf"]
-    assert set(schemas["Page_Item_"]["required"]) == {
-        "items",
-        "total",
-        "page",
-        "page_size",
-        "pages",
-    }
-    # The params are documented as query parameters, either way they are declared.
-    for path, names in [
-        ("/enveloped", ["page", "page_size"]),
-        ("/limit-offset", ["limit", "offset"]),
-    ]:
-        params = openapi["paths"][path]["get"]["parameters"]
-        assert [(p["name"], p["in"]) for p in params] == [(n, "query") for n in names]
