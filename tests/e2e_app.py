@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
-from pydantic import BaseModel, Field
 
 from fastkit import RequestIDLogFilter, setup
 
@@ -18,11 +17,6 @@ _handler.addFilter(RequestIDLogFilter())
 _handler.setFormatter(logging.Formatter("%(name)s %(levelname)s [%(request_id)s] %(message)s"))
 logging.getLogger("fastkit").addHandler(_handler)
 logging.getLogger("fastkit").setLevel(logging.INFO)
-
-
-class Item(BaseModel):
-    name: str = Field(min_length=1)
-    stock: int = Field(ge=0)
 
 
 app = setup(FastAPI(), cors_origins=["https://app.example.com"])
@@ -36,8 +30,3 @@ async def ok_route() -> dict[str, str]:
 @app.get("/boom")
 async def boom() -> None:
     raise RuntimeError("db password is hunter2")
-
-
-@app.post("/items", status_code=201)
-async def create_item(item: Item) -> Item:
-    return item

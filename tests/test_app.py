@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from fastapi import BackgroundTasks, FastAPI, WebSocket
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
-from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
@@ -18,8 +17,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit import get_request_id, setup
-from fastkit.errors import UnhandledErrorMiddleware as _UnhandledErrorMiddleware
-from fastkit.middleware import ObservabilityMiddleware as _ObservabilityMiddleware
+from fastkit.errors import UnhandledErrorMiddleware
+from fastkit.middleware import ObservabilityMiddleware, TimingMiddleware
 
 AccessRecords = Callable[[], list[logging.LogRecord]]  # the conftest fixture
 
@@ -61,7 +60,10 @@ def middleware_classes(app: FastAPI) -> list[Any]:
 
 
 def test_defaults_add_request_id_timing_and_access_log(access_records: AccessRecords) -> None:
-    response = client_for(build_app()).get("/ok")
+    app = FastAPI()
+    assert setup(app) is app
+    assert middleware_classes(app) == [ObservabilityMiddleware, UnhandledErrorMiddleware]
+    response = client_for(add_routes(app)).get("/ok")
     assert response.status_code == 200
     request_id = response.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
@@ -131,78 +133,12 @@ def test_500_carries_every_middleware_header_and_is_logged_once(
     assert errors[0].exc_info is not None
 
 
-@pytest.mark.parametrize("cors", [False, True], ids=["fused-responder", "cors-between"])
-def test_500_without_cors_between_is_answered_once_with_every_header(
-    cors: bool, access_records: AccessRecords, caplog: pytest.LogCaptureFixture
-) -> None:
-    # With nothing between them (the default), the observability layer answers unhandled
-    # errors itself; with CORS between, the innermost responder does. Same answer.
-    app = build_app(cors_origins=[ORIGIN] if cors else None)
-    response = client_for(app).get("/boom", headers={"X-Request-ID": "req-7"})
-    assert response.status_code == 500
-    assert response.json()["request_id"] == "req-7"
-    assert response.headers.get_list("x-request-id") == ["req-7"]
-    assert len(response.headers.get_list("x-process-time")) == 1
-    assert SERVER_TIMING.fullmatch(response.headers["server-timing"])
-    assert response.headers["connection"] == "close"
-    [access] = access_records()
-    assert access.status == 500  # type: ignore[attr-defined]
-    assert len([r for r in caplog.records if r.name == "fastkit.errors"]) == 1
-
-
-def test_headers_the_endpoint_set_are_replaced_not_doubled() -> None:
-    app = build_app()
-
-    @app.get("/own")
-    async def own() -> JSONResponse:
-        return JSONResponse(
-            {"ok": True},
-            headers={"X-Request-ID": "mine", "X-Process-Time": "9", "Server-Timing": "db;dur=1"},
-        )
-
-    response = client_for(app).get("/own", headers={"X-Request-ID": "req-8"})
-    assert response.headers.get_list("x-request-id") == ["req-8"]
-    [elapsed] = response.headers.get_list("x-process-time")
-    assert elapsed != "9"
-    assert float(elapsed) >= 0
-    assert response.headers["content-type"] == "application/json"
-    # Server-Timing is a list: the app's metric stays, ours is added.
-    timings = response.headers.get_list("server-timing")
-    assert timings[0] == "db;dur=1"
-    assert SERVER_TIMING.fullmatch(timings[1])
-
-
-def test_a_stream_that_fails_midway_is_not_answered_twice(
-    access_records: AccessRecords,
-) -> None:
-    app = build_app()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b"first,"
-        raise RuntimeError(SECRET)
-
-    @app.get("/stream")
-    async def stream() -> StreamingResponse:
-        return StreamingResponse(chunks())
-
-    with client_for(app).stream("GET", "/stream") as response:
-        assert response.status_code == 200
-        assert response.headers["x-request-id"]
-        body = b"".join(response.iter_raw())
-    # No 500 body glued on. (httpx on Python 3.10 drops the partial body when the app
-    # raises mid-stream; httpx2 delivers it.)
-    assert body in (b"first,", b"")
-    assert b"Internal Server Error" not in body
-    [access] = access_records()
-    assert access.status == 200  # type: ignore[attr-defined]
-
-
 def test_user_middleware_order_with_cors() -> None:
     app = setup(FastAPI(), cors_origins=[ORIGIN])
     assert middleware_classes(app) == [
-        _ObservabilityMiddleware,  # request id, access log, timing: one layer
+        ObservabilityMiddleware,  # request id, access log, timing: one layer
         CORSMiddleware,
-        _UnhandledErrorMiddleware,
+        UnhandledErrorMiddleware,
     ]
 
 
@@ -215,12 +151,12 @@ def test_user_middleware_order_with_every_option() -> None:
         gzip_min_size=500,
     )
     assert middleware_classes(app) == [
-        _ObservabilityMiddleware,
+        ObservabilityMiddleware,
         TrustedHostMiddleware,
         HTTPSRedirectMiddleware,
         CORSMiddleware,
         GZipMiddleware,
-        _UnhandledErrorMiddleware,
+        UnhandledErrorMiddleware,
     ]
 
 
@@ -297,10 +233,10 @@ def test_cors_origins(options: dict[str, Any], origin: str, allowed: bool) -> No
     assert response.headers.get("access-control-allow-origin") == (origin if allowed else None)
 
 
-class RecordsRequestIdHeader:
-    """Pure ASGI middleware noting whether X-Request-ID is already on the response start."""
+class RecordRequestId:
+    """A pure ASGI middleware noting get_request_id() and the response's X-Request-ID."""
 
-    def __init__(self, app: ASGIApp, *, seen: list[bool]) -> None:
+    def __init__(self, app: ASGIApp, *, seen: list[tuple[str | None, bool]]) -> None:
         self.app = app
         self.seen = seen
 
@@ -308,48 +244,108 @@ class RecordsRequestIdHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        current = get_request_id()
 
         async def spy(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.seen.append("x-request-id" in Headers(raw=message["headers"]))
+                names = {key.lower() for key, _ in message["headers"]}
+                self.seen.append((current, b"x-request-id" in names))
             await send(message)
 
         await self.app(scope, receive, spy)
 
 
 def test_middleware_added_after_setup_wraps_outside() -> None:
-    seen: list[bool] = []
+    seen: list[tuple[str | None, bool]] = []
     app = build_app()
-    app.add_middleware(RecordsRequestIdHeader, seen=seen)
-    assert middleware_classes(app)[:2] == [RecordsRequestIdHeader, _ObservabilityMiddleware]
+    app.add_middleware(RecordRequestId, seen=seen)
+    assert middleware_classes(app)[:2] == [RecordRequestId, ObservabilityMiddleware]
     client = client_for(app)
     assert client.get("/ok").status_code == 200
     assert client.get("/boom").status_code == 500
-    assert seen == [True, True]
+    assert seen == [(None, True), (None, True)]  # sees the header, not the id
+
+
+def test_middleware_added_before_setup_runs_inside() -> None:
+    seen: list[tuple[str | None, bool]] = []
+    app = add_routes(FastAPI())
+    app.add_middleware(RecordRequestId, seen=seen)
+    setup(app)
+    assert middleware_classes(app) == [
+        ObservabilityMiddleware,
+        RecordRequestId,
+        UnhandledErrorMiddleware,
+    ]
+    response = client_for(app).get("/boom")
+    assert response.status_code == 500
+    assert float(response.headers["x-process-time"]) >= 0
+    # It has the id; the 500 it sees already carries the header (the responder sets it).
+    assert seen == [(response.headers["x-request-id"], True)]
+
+
+SLOW = 0.2  # seconds before the first chunk of the body
+
+
+def slow_stream_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/export.csv")
+    async def export() -> StreamingResponse:
+        async def rows() -> AsyncIterator[bytes]:
+            await asyncio.sleep(SLOW)
+            yield b"id,name\n" * 100
+
+        return StreamingResponse(rows(), media_type="text/csv")
+
+    return app
+
+
+def test_timing_covers_the_middleware_below_it() -> None:
+    outside = setup(slow_stream_app(), gzip_min_size=0)
+    inside = slow_stream_app()
+    inside.add_middleware(TimingMiddleware)  # before setup(): innermost, the app alone
+    setup(inside, gzip_min_size=0, timing=False)
+    assert middleware_classes(inside) == [
+        ObservabilityMiddleware,
+        GZipMiddleware,
+        TimingMiddleware,
+        UnhandledErrorMiddleware,
+    ]
+    gzip = {"Accept-Encoding": "gzip"}
+    timed_with_gzip = TestClient(outside).get("/export.csv", headers=gzip)
+    timed_alone = TestClient(inside).get("/export.csv", headers=gzip)
+    for response in (timed_with_gzip, timed_alone):
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.text == "id,name\n" * 100
+    # gzip holds the response's start back until it has the first chunk of the body.
+    assert float(timed_with_gzip.headers["x-process-time"]) >= SLOW
+    assert float(timed_alone.headers["x-process-time"]) < SLOW
 
 
 # --- each option on and off ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["on", "off"])
-def test_request_id_option(enabled: bool, access_records: AccessRecords) -> None:
-    client = client_for(build_app(request_id=enabled))
-    assert ("x-request-id" in client.get("/ok").headers) is enabled
-    assert ("request_id" in client.get("/boom").json()) is enabled
-    assert all((r.request_id is not None) is enabled for r in access_records())  # type: ignore[attr-defined]
+@pytest.mark.parametrize("off", ["request_id", "access_log", "timing"])
+def test_one_part_of_the_layer_off(off: str, access_records: AccessRecords) -> None:
+    client = client_for(build_app(**{off: False}))
+    response = client.get("/ok", headers={"X-Request-ID": "req-42"})
+    assert middleware_classes(client.app) == [ObservabilityMiddleware, UnhandledErrorMiddleware]  # type: ignore[arg-type]
+    has_id = off != "request_id"
+    assert (response.headers.get("x-request-id") == "req-42") is has_id
+    assert ("x-request-id" in response.headers) is has_id
+    assert ("request_id" in client.get("/boom").json()) is has_id
+    assert ("x-process-time" in response.headers) is (off != "timing")
+    assert ("server-timing" in response.headers) is (off != "timing")
+    records = access_records()
+    assert len(records) == (0 if off == "access_log" else 2)
+    assert all((r.request_id is not None) is has_id for r in records)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["on", "off"])
-def test_timing_option(enabled: bool) -> None:
-    headers = client_for(build_app(timing=enabled)).get("/ok").headers
-    assert ("x-process-time" in headers) is enabled
-    assert ("server-timing" in headers) is enabled
-
-
-@pytest.mark.parametrize("enabled", [True, False], ids=["on", "off"])
-def test_access_log_option(enabled: bool, access_records: AccessRecords) -> None:
-    assert client_for(build_app(access_log=enabled)).get("/ok").status_code == 200
-    assert len(access_records()) == (1 if enabled else 0)
+def test_the_whole_layer_off() -> None:
+    app = build_app(request_id=False, access_log=False, timing=False)
+    assert middleware_classes(app) == [UnhandledErrorMiddleware]
+    response = client_for(app).get("/ok", headers={"X-Request-ID": "req-42"})
+    assert not {"x-request-id", "x-process-time", "server-timing"} & set(response.headers)
 
 
 @pytest.mark.parametrize(
@@ -467,29 +463,3 @@ def test_setup_after_serving_is_refused() -> None:
         setup(app)
     assert app.user_middleware == []
     assert app.exception_handlers == handlers
-
-
-def test_websocket_gets_a_request_id_under_setup() -> None:
-    app = setup(FastAPI())
-
-    @app.websocket("/ws")
-    async def ws_endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await websocket.send_text(get_request_id() or "")
-        await websocket.close()
-
-    with TestClient(app).websocket_connect("/ws", headers={"X-Request-ID": "ws-1"}) as ws:
-        assert ws.receive_text() == "ws-1"
-
-
-def test_access_log_duration_excludes_background_tasks(access_records: AccessRecords) -> None:
-    app = setup(FastAPI())
-
-    @app.get("/slow-after")
-    async def slow_after(tasks: BackgroundTasks) -> dict[str, bool]:
-        tasks.add_task(asyncio.sleep, 0.3)
-        return {"ok": True}
-
-    assert client_for(app).get("/slow-after").status_code == 200
-    [record] = access_records()
-    assert record.duration_ms < 250  # type: ignore[attr-defined]

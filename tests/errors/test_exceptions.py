@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastkit.errors import AppError, NotFound
+from fastkit.errors import AppError, NotFound, Unauthorized
 
 
 def test_app_error_defaults_and_overrides() -> None:
@@ -35,3 +35,7 @@ def test_subclass_keeps_its_own_default_message() -> None:
 
     assert OutOfStock().message == "Out of stock"
     assert OutOfStock(status_code=410).message == "Out of stock"
+
+
+def test_unauthorized_headers_are_replaced_not_merged() -> None:
+    assert Unauthorized(headers={"X-Reason": "expired"}).headers == {"X-Reason": "expired"}

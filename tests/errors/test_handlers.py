@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,13 +19,18 @@ from fastkit import (
     Conflict,
     Forbidden,
     NotFound,
+    RequestIDMiddleware,
     ServiceUnavailable,
+    TimingMiddleware,
     TooManyRequests,
     Unauthorized,
     UnprocessableEntity,
+    add_cors,
+    get_request_id,
     install_exception_handlers,
     render_error,
 )
+from fastkit.errors import UnhandledErrorMiddleware
 
 ERRORS: list[tuple[type[AppError], int, str]] = [
     (AppError, 400, "Bad Request"),
@@ -383,15 +389,157 @@ def test_http_exception_205_has_no_body() -> None:
     assert (response.status_code, response.content) == (205, b"")
 
 
-def test_own_exception_handler_registered_later_is_used() -> None:
-    app = build_app()
-    calls: list[str] = []
+def test_the_500_responder_is_innermost_whenever_installed() -> None:
+    app = FastAPI()
+    app.add_middleware(TimingMiddleware)
+    app.add_middleware(RequestIDMiddleware)
+    install_exception_handlers(app)
+    assert [m.cls for m in app.user_middleware][-1] is UnhandledErrorMiddleware
 
-    @app.exception_handler(Exception)
-    async def mine(request: Request, exc: Exception) -> Response:
-        calls.append(type(exc).__name__)
-        return Response("custom", status_code=500, media_type="text/plain")
+
+# --- the 500 responder: inside the middleware, unless the app answers 500s itself ----
+
+
+ORIGIN = "https://app.example.com"
+
+
+def test_unhandled_exception_is_reraised_after_the_500(caplog: pytest.LogCaptureFixture) -> None:
+    app = build_app()
+    with (
+        caplog.at_level(logging.CRITICAL, logger="fastkit.errors"),
+        TestClient(app) as default_client,
+        pytest.raises(RuntimeError, match="hunter2"),
+    ):
+        default_client.get("/crash")
+
+
+def crashing_app(*, handlers_first: bool, debug: bool = False) -> FastAPI:
+    app = FastAPI(debug=debug)
+    if handlers_first:
+        install_exception_handlers(app)
+    add_cors(app, origins=[ORIGIN])
+    app.add_middleware(TimingMiddleware)
+    app.add_middleware(RequestIDMiddleware)
+    if not handlers_first:
+        install_exception_handlers(app)
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("database password is hunter2")
+
+    return app
+
+
+@pytest.mark.parametrize("handlers_first", [True, False], ids=["handlers-first", "handlers-last"])
+def test_500_is_answered_inside_the_middleware(
+    handlers_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = crashing_app(handlers_first=handlers_first)
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"):
+        crash = TestClient(app, raise_server_exceptions=False).get(
+            "/crash", headers={"Origin": ORIGIN}
+        )
+    assert crash.status_code == 500
+    assert crash.headers["access-control-allow-origin"] == ORIGIN
+    assert float(crash.headers["x-process-time"]) >= 0
+    assert crash.json()["request_id"] == crash.headers["x-request-id"]
+    assert len([r for r in caplog.records if r.name == "fastkit.errors"]) == 1
+
+
+def test_own_exception_handler_after_install_replaces_the_500() -> None:
+    app = crashing_app(handlers_first=True)
+    seen: list[str | None] = []
+
+    async def report_crash(request: Request, exc: Exception) -> Response:
+        seen.append(get_request_id())
+        return JSONResponse({"error": "crashed"}, status_code=500)
+
+    app.add_exception_handler(Exception, report_crash)
+    crash = TestClient(app, raise_server_exceptions=False).get(
+        "/crash", headers={"Origin": ORIGIN, "X-Request-ID": "req-42"}
+    )
+    assert crash.status_code == 500
+    assert crash.json() == {"error": "crashed"}
+    for header in ("access-control-allow-origin", "x-request-id", "x-process-time"):
+        assert header not in crash.headers
+    assert seen == [None]
+
+
+def test_own_exception_handler_before_install_is_replaced() -> None:
+    app = FastAPI()
+
+    async def report_crash(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "crashed"}, status_code=500)
+
+    app.add_exception_handler(Exception, report_crash)
+    install_exception_handlers(app)
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("boom")
 
     response = TestClient(app, raise_server_exceptions=False).get("/crash")
-    assert (response.status_code, response.text) == (500, "custom")
-    assert calls == ["RuntimeError"]
+    assert response.json() == {"code": 500, "message": "Internal Server Error", "data": None}
+
+
+# The handlers registered after install_exception_handlers, in order.
+OWN_500_HANDLERS = {
+    "500": [500],
+    # Exception keeps its place (first registered by fastkit), so 500 stays the last key.
+    "500-then-exception": [500, Exception],
+}
+
+
+@pytest.mark.parametrize("keys", OWN_500_HANDLERS.values(), ids=OWN_500_HANDLERS.keys())
+def test_own_500_handler_after_install_replaces_the_500(
+    keys: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = crashing_app(handlers_first=True)
+    seen: list[str | None] = []
+
+    async def report_crash(request: Request, exc: Exception) -> Response:
+        seen.append(get_request_id())
+        return JSONResponse({"error": "crashed"}, status_code=500)
+
+    async def never_called(request: Request, exc: Exception) -> Response:
+        raise AssertionError("Starlette uses the handler of the last key")
+
+    app.add_exception_handler(keys[0], report_crash)
+    for key in keys[1:]:
+        app.add_exception_handler(key, never_called)
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"):
+        crash = TestClient(app, raise_server_exceptions=False).get(
+            "/crash", headers={"Origin": ORIGIN, "X-Request-ID": "req-42"}
+        )
+    assert crash.status_code == 500
+    assert crash.json() == {"error": "crashed"}
+    for header in ("access-control-allow-origin", "x-request-id", "x-process-time"):
+        assert header not in crash.headers
+    assert seen == [None]
+    assert [r for r in caplog.records if r.name == "fastkit.errors"] == []
+
+
+def test_debug_keeps_starlettes_traceback_page(caplog: pytest.LogCaptureFixture) -> None:
+    app = crashing_app(handlers_first=True, debug=True)
+    headers = {"Origin": ORIGIN, "X-Request-ID": "req-42"}
+    with caplog.at_level(logging.ERROR, logger="fastkit.errors"):
+        c = TestClient(app, raise_server_exceptions=False)
+        browser = c.get("/crash", headers={**headers, "Accept": "text/html"})
+        other = c.get("/crash", headers=headers)
+    assert browser.status_code == other.status_code == 500
+    assert browser.headers["content-type"].startswith("text/html")
+    assert other.headers["content-type"].startswith("text/plain")
+    assert other.text.startswith("Traceback (most recent call last):")
+    for response in (browser, other):
+        assert "RuntimeError" in response.text
+        assert "database password is hunter2" in response.text  # why never in production
+        for header in ("access-control-allow-origin", "x-request-id", "x-process-time"):
+            assert header not in response.headers
+    assert [r for r in caplog.records if r.name == "fastkit.errors"] == []
+
+
+def test_install_after_serving_is_refused() -> None:
+    app = FastAPI()
+    TestClient(app).get("/")
+    with pytest.raises(RuntimeError, match="before the app starts serving"):
+        install_exception_handlers(app)

@@ -201,6 +201,36 @@ BAD_CONFIGS = [
         "'X Bad'",
         id="bad-header-name",
     ),
+    pytest.param(
+        {"origins": [ORIGIN], "allow_methods": ["GET, POST"]},
+        ValueError,
+        "'GET, POST'",
+        id="methods-in-one-string",
+    ),
+    pytest.param(
+        {"origins": [ORIGIN], "allow_headers": ["Authorization, X-Token"]},
+        ValueError,
+        "'Authorization, X-Token'",
+        id="headers-in-one-string",
+    ),
+    pytest.param(
+        {"origins": [ORIGIN], "allow_headers": "Authorization"},
+        TypeError,
+        "allow_headers",
+        id="allow-headers-as-str",
+    ),
+    pytest.param(
+        {"origins": [ORIGIN], "expose_headers": "X-Request-ID"},
+        TypeError,
+        "expose_headers",
+        id="expose-headers-as-str",
+    ),
+    pytest.param(
+        {"origins": [ORIGIN], "expose_headers": ["*"], "allow_credentials": True},
+        ValueError,
+        "ignored with credentials",
+        id="expose-star-with-credentials",
+    ),
     pytest.param({"origins": [], "origin_regex": "("}, ValueError, "origin_regex", id="bad-regex"),
     pytest.param(
         {"origins": [ORIGIN], "max_age": -1}, ValueError, "max_age", id="negative-max-age"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import logging.config
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -400,3 +401,13 @@ def test_log_filter_custom_default() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "msg", None, None)
     assert RequestIDLogFilter(default="no-request").filter(record) is True
     assert record.request_id == "no-request"  # type: ignore[attr-defined]
+
+
+def test_log_filter_can_be_named_in_dict_config() -> None:
+    configurator = logging.config.BaseConfigurator({})
+    assert configurator.resolve("fastkit.RequestIDLogFilter") is RequestIDLogFilter
+
+
+def test_only_the_first_incoming_header_counts(client: TestClient) -> None:
+    response = client.get("/id", headers=[("X-Request-ID", "first"), ("X-Request-ID", "second")])
+    assert response.headers.get_list("x-request-id") == ["first"]

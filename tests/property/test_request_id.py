@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import fastkit
 from fastkit import get_request_id
-from fastkit.middleware.request_id import default_request_id_validator
+from fastkit.request_context import default_request_id_validator
 from tests.property.support import call_asgi, examples
 
 ID_CHARACTERS = string.ascii_letters + string.digits + "._-"

@@ -1,0 +1,48 @@
+"""fastkit.request_context: where the request id is kept, and how one is made.
+
+The default validator has its property test in tests/property/test_request_id.py.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+
+from fastkit.request_context import (
+    STATE_HEADER,
+    STATE_ID,
+    default_request_id_generator,
+    get_request_id,
+    reset_request_id,
+    set_request_id,
+)
+
+
+def test_set_publishes_the_id_and_reset_restores_the_previous_one() -> None:
+    scope: dict[str, object] = {"type": "http"}
+    assert get_request_id() is None
+    outer = set_request_id(scope, "outer", "X-Request-ID")
+    inner = set_request_id({}, "inner", "X-Trace")
+    assert get_request_id() == "inner"
+    reset_request_id(inner)
+    assert get_request_id() == "outer"
+    reset_request_id(outer)
+    assert get_request_id() is None
+    # Left in the scope for code outside the context (Starlette's outermost error handler).
+    assert scope["state"] == {STATE_ID: "outer", STATE_HEADER: "X-Request-ID"}
+
+
+def test_default_ids_are_uuid4s_from_the_random_module() -> None:
+    state = random.getstate()
+    try:
+        random.seed(42)
+        first = default_request_id_generator()
+        random.seed(42)
+        again = default_request_id_generator()
+    finally:
+        random.setstate(state)
+    assert re.fullmatch(r"[0-9a-f]{32}", first)
+    assert first == again  # predictable: never a token
+    assert (uuid.UUID(first).version, uuid.UUID(first).variant) == (4, uuid.RFC_4122)
+    assert default_request_id_generator() != default_request_id_generator()
