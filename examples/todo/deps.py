@@ -4,7 +4,8 @@
 test can build a fresh app with its own database and secret.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: FastAPI evaluates the annotations of the
+# current_user dependency made in Services, which name its local variables.
 
 import hashlib
 import logging
@@ -12,9 +13,11 @@ import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Security
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastkit import Conflict
 from fastkit.auth import (
@@ -119,6 +122,7 @@ class Services:
             scopes=SCOPES,
             is_active=lambda user: user.is_active,
         )
+        self.current_user = self._current_user_dependency()
         # Signed cursors: a client cannot forge one to read past the keys it was given.
         # The key is derived from the JWT secret, so it is the same in every worker too.
         cursor_secret = hashlib.sha256(b"todo-cursor:" + secret.encode()).hexdigest()
@@ -126,8 +130,31 @@ class Services:
             default_size=20, max_size=100, secret=cursor_secret
         )
 
+    def _current_user_dependency(self) -> Any:
+        """The signed-in user, read through the request's own ``db.Session``.
+
+        FastAPI resolves a dependency once per request, so the endpoint that also asks for
+        a session gets this same one: an authenticated request holds one pooled connection,
+        not one for the user and one for the endpoint. Use it as
+        ``Security(services.current_user, scopes=[...])``; the scopes reach ``auth.claims``.
+        """
+        auth = self.auth
+        Session = Annotated[AsyncSession, self.db.depends]
+
+        async def current_user(
+            claims: Annotated[TokenClaims, Security(auth.claims)], session: Session
+        ) -> User:
+            # 401 if the user was deleted since the login, 403 if disabled.
+            return auth.check_user(await session.get(User, int(claims.sub)))
+
+        return current_user
+
     async def load_user(self, claims: TokenClaims) -> User | None:
-        """The user a verified token names, or None if it was deleted (answered 401)."""
+        """The user a verified token names, or None if it was deleted (answered 401).
+
+        For ``auth_router``'s refresh, which has no endpoint session; requests use
+        `current_user`.
+        """
         async with self.db.session_scope() as session:
             return await session.get(User, int(claims.sub))
 

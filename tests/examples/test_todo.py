@@ -15,7 +15,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from examples.todo.deps import worker_count
 from examples.todo.main import create_app
@@ -581,6 +581,39 @@ def test_login_hashes_with_no_database_connection_checked_out(
     if legacy:
         assert stored_hash(client, "alice").startswith("$argon2id$")
     assert pool.checkedout() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("GET", "/users/me", None, id="me"),
+        pytest.param("GET", "/todos", None, id="list"),
+        pytest.param("GET", "/todos/feed", None, id="feed"),
+        pytest.param("POST", "/todos", {"title": "new"}, id="create"),
+        pytest.param("GET", "/todos/{id}", None, id="read"),
+        pytest.param("PATCH", "/todos/{id}", {"done": True}, id="update"),
+        pytest.param("DELETE", "/todos/{id}", None, id="delete"),
+    ],
+)
+def test_an_authenticated_request_checks_out_one_connection(
+    client: TestClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """The user is read through the endpoint's own session, not a second one."""
+    headers = user_headers(client, "alice")
+    [todo_id] = create_todos(client, headers, ["first"])
+    engine = client.app.state.services.db.engine.sync_engine  # type: ignore[attr-defined]
+    checkouts: list[object] = []
+
+    def count(dbapi_connection: object, *_: object) -> None:
+        checkouts.append(dbapi_connection)
+
+    event.listen(engine, "checkout", count)
+    try:
+        response = client.request(method, path.format(id=todo_id), json=body, headers=headers)
+    finally:
+        event.remove(engine, "checkout", count)
+    assert response.status_code < 300, response.text
+    assert len(checkouts) == 1
 
 
 # --- refresh, logout ---------------------------------------------------------------------

@@ -6,9 +6,9 @@ Another user's todo is answered 404, as if it did not exist: a 403 would confirm
 # No ``from __future__ import annotations``: the endpoints are defined in a function and
 # their annotations name its local variables, which FastAPI must evaluate.
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path, Query, Security
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,11 +23,17 @@ from ..schemas import TodoCreate, TodoOut, TodoUpdate
 
 def router(services: Services) -> APIRouter:
     Session = Annotated[AsyncSession, services.db.depends]  # db.Session, for type checkers
-    Reader = Annotated[User, services.auth.require_scopes("todos:read")]
-    Writer = Annotated[User, services.auth.require_scopes("todos:write")]
-    # Configured classes go in Depends(); the base class in the annotation is for type checkers.
-    Sort = Annotated[SortParams, Depends(TodoSort)]
-    Cursor = Annotated[CursorParams, Depends(services.TodoCursor)]
+    # The user is read through the endpoint's own session: one session per request.
+    Reader = Annotated[User, Security(services.current_user, scopes=["todos:read"])]
+    Writer = Annotated[User, Security(services.current_user, scopes=["todos:write"])]
+    # Query models: FastAPI validates the query string into them on the event loop
+    # (Depends(Model) would build each one in a worker thread, on every request).
+    if TYPE_CHECKING:  # the configured classes are values: checkers see their base class
+        Sort = Annotated[SortParams, Query()]
+        Cursor = Annotated[CursorParams, Query()]
+    else:
+        Sort = Annotated[TodoSort, Query()]
+        Cursor = Annotated[services.TodoCursor, Query()]
     # Ids are PostgreSQL INTEGERs: a larger one is answered 422 before any query runs.
     TodoID = Annotated[int, Path(ge=1, le=2**31 - 1)]
     todos = APIRouter(prefix="/todos", tags=["todos"], route_class=EnvelopeRoute)
@@ -46,7 +52,7 @@ def router(services: Services) -> APIRouter:
     async def list_todos(
         user: Reader,
         session: Session,
-        params: Annotated[PageParams, Depends()],
+        params: Annotated[PageParams, Query()],
         sort: Sort,
         done: bool | None = None,
     ) -> Page[TodoOut]:

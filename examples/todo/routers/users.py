@@ -5,7 +5,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Security
 
 from fastkit import Conflict, EnvelopeRoute
 
@@ -15,7 +15,7 @@ from ..schemas import UserCreate, UserOut
 
 
 def router(services: Services) -> APIRouter:
-    CurrentUser = Annotated[User, Depends(services.auth.current_user)]
+    CurrentUser = Annotated[User, Security(services.current_user)]
     users = APIRouter(prefix="/users", tags=["users"], route_class=EnvelopeRoute)
 
     @users.post("", status_code=201)
