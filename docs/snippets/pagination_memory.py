@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel
 
 from fastkit import EnvelopeRoute, setup
@@ -20,13 +20,13 @@ router = APIRouter(prefix="/items", route_class=EnvelopeRoute)
 
 
 @router.get("")
-async def list_items(params: Annotated[PageParams, Depends()]) -> Page[Item]:
+async def list_items(params: Annotated[PageParams, Query()]) -> Page[Item]:
     return paginate(ITEMS, params)  # documented as Envelope[Page[Item]]
 
 
 @router.get("/window")
 async def items_window(
-    params: Annotated[LimitOffsetParams, Query()],  # Query() works as well as Depends()
+    params: Annotated[LimitOffsetParams, Query()],
 ) -> LimitOffsetPage[Item]:
     return paginate(ITEMS, params)
 
@@ -36,7 +36,7 @@ NamePages = PageParams.configure(default_size=3, max_size=10)
 
 
 @router.get("/names")
-async def item_names(params: Annotated[NamePages, Depends()]) -> Page[str]:
+async def item_names(params: Annotated[NamePages, Query()]) -> Page[str]:
     return paginate(ITEMS, params, transformer=lambda items: [item.name for item in items])
 
 

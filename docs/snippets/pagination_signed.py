@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI, Query
 from pydantic import BaseModel
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -59,7 +59,7 @@ setup(app)
 
 @app.get("/events")
 async def list_events(
-    params: Annotated[SignedCursor, Depends()], session: db.Session
+    params: Annotated[SignedCursor, Query()], session: db.Session
 ) -> CursorPage[EventOut]:
     # Newest first; the tie-breaker written out too, so both keys go the same way.
     stmt = select(Event).order_by(Event.at.desc(), Event.id.desc())

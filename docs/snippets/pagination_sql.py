@@ -3,7 +3,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI, Query
 from pydantic import BaseModel
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,8 +74,8 @@ setup(app)
 
 @app.get("/books")
 async def list_books(
-    params: Annotated[PageParams, Depends()],
-    sort: Annotated[BookSort, Depends()],
+    params: Annotated[PageParams, Query()],
+    sort: Annotated[BookSort, Query()],
     session: db.Session,
 ) -> Page[BookOut]:
     # End with a unique column so that rows with equal sort values keep their page.
@@ -85,8 +85,8 @@ async def list_books(
 
 @app.get("/books/feed")
 async def book_feed(
-    params: Annotated[CursorParams, Depends()],
-    sort: Annotated[BookSort, Depends()],
+    params: Annotated[CursorParams, Query()],
+    sort: Annotated[BookSort, Query()],
     session: db.Session,
 ) -> CursorPage[BookOut]:
     stmt = select(Book).order_by(*sort.order_by(SORT_COLUMNS))  # Book.id is appended
@@ -95,7 +95,7 @@ async def book_feed(
 
 @app.get("/books/titles")
 async def book_titles(
-    params: Annotated[LimitOffsetParams, Depends()], session: db.Session
+    params: Annotated[LimitOffsetParams, Query()], session: db.Session
 ) -> LimitOffsetPage[BookTitle]:
     stmt = select(Book.id, Book.title).order_by(Book.id)  # items are dicts of the columns
     return await apaginate(session, stmt, params, include_total=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from fastkit import AppError, EnvelopeRoute, NotFound, setup
@@ -42,7 +42,7 @@ ITEMS: dict[int, Item] = {1: Item(id=1, name="pen", stock=3), 2: Item(id=2, name
 
 
 @router.get("")
-async def list_items(params: Annotated[PageParams, Depends()]) -> Page[Item]:
+async def list_items(params: Annotated[PageParams, Query()]) -> Page[Item]:
     return paginate(list(ITEMS.values()), params)
 
 

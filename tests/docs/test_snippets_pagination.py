@@ -9,32 +9,22 @@ from types import ModuleType
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI, Query
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import String, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from fastkit import BadRequest, Envelope, install_exception_handlers, ok
+from fastkit import Envelope, install_exception_handlers, ok
 from fastkit.db import SyncDatabase, apaginate
 from fastkit.db import paginate as paginate_query
 from fastkit.pagination import (
     CursorParams,
-    InvalidCursor,
-    LimitOffsetParams,
     Page,
     PageParams,
     paginate,
 )
-from tests.docs._snippets import load, page
-
-PAGE = page("pagination.md")
-
-
-def in_page(body: Any) -> bool:
-    """True if ``body`` is printed on the page as JSON (one line, ``{"a": 1, ...}``)."""
-    return json.dumps(body) in PAGE
+from tests.docs._snippets import load
 
 
 def schema_ref(openapi: dict[str, Any], path: str) -> str:
@@ -126,7 +116,6 @@ def test_memory_pages(memory: TestClient) -> None:
         "message": "success",
         "data": {"items": [{"id": 5, "name": "tape"}], "total": 5, "limit": 2, "offset": 4},
     }
-    assert in_page(window)
 
     names = memory.get("/items/names").json()
     assert names == {
@@ -140,7 +129,6 @@ def test_memory_pages(memory: TestClient) -> None:
             "pages": 2,
         },
     }
-    assert in_page(names)
 
     past_the_end = memory.get("/items", params={"page": 9}).json()["data"]
     assert past_the_end == {"items": [], "total": 5, "page": 9, "page_size": 20, "pages": 1}
@@ -171,8 +159,6 @@ def test_out_of_range_is_422_not_clamped(memory: TestClient) -> None:
         memory.get("/items/window", params={"offset": n}) for n in (100_000_000, 100_000_001)
     ]
     assert [response.status_code for response in offsets] == [200, 422]
-    assert "`page` (1-1,000,000, default 1)" in PAGE
-    assert "`offset` (0-100,000,000, default 0)" in PAGE
 
     configured = memory.get("/items/names", params={"page_size": 11})
     assert configured.status_code == 422
@@ -182,86 +168,23 @@ def test_out_of_range_is_422_not_clamped(memory: TestClient) -> None:
         "type": "less_than_equal",
     }
     assert configured.json()["data"] == [error]
-    assert json.dumps(error) in PAGE
 
 
-def test_depends_and_query_answer_the_same() -> None:
-    app = FastAPI()
-    install_exception_handlers(app)
+def test_subclass_form_for_type_checkers_has_the_configured_bounds() -> None:
+    # The note's form: a subclass written out, as configure() makes it, under Query().
+    class NamePages(PageParams):
+        page_size: int = Field(3, ge=1, le=10, description="Items per page.")
 
-    @app.get("/depends")
-    async def with_depends(params: Annotated[PageParams, Depends()]) -> Page[int]:
-        return paginate(list(range(45)), params)
-
-    @app.get("/query")
-    async def with_query(params: Annotated[PageParams, Query()]) -> Page[int]:
-        return paginate(list(range(45)), params)
-
-    client = TestClient(app)
-    for path in ("/depends", "/query"):
-        bad = client.get(path, params={"page": 0, "page_size": 500})
-        assert (bad.status_code, bad.json()) == (422, OUT_OF_RANGE)
-        last = client.get(path, params={"page": 3}).json()
-        assert (last["items"], last["total"], last["pages"]) == (list(range(40, 45)), 45, 3)
-    openapi = client.get("/openapi.json").json()
-    parameters = [
-        [(p["name"], p["in"]) for p in openapi["paths"][path]["get"]["parameters"]]
-        for path in ("/depends", "/query")
-    ]
-    assert parameters[0] == parameters[1] == [("page", "query"), ("page_size", "query")]
-
-
-def test_configured_class_typed_form() -> None:
-    # The note's form for type checkers: base class annotated, configured class in Depends.
-    name_pages = load("pagination_memory").NamePages
     app = FastAPI()
     install_exception_handlers(app)
 
     @app.get("/names")
-    async def names(params: Annotated[PageParams, Depends(name_pages)]) -> Page[int]:
+    async def names(params: Annotated[NamePages, Query()]) -> Page[int]:
         return paginate(list(range(5)), params)
 
     client = TestClient(app)
     assert client.get("/names").json()["page_size"] == 3
     assert client.get("/names", params={"page_size": 11}).status_code == 422
-    assert "Annotated[PageParams, Depends(NamePages)]" in PAGE
-
-
-@pytest.mark.parametrize(
-    ("params_class", "default_size", "max_size"),
-    [
-        pytest.param(PageParams, 0, 10, id="page-default-zero"),
-        pytest.param(LimitOffsetParams, 20, 10, id="limit-default-over-max"),
-        pytest.param(CursorParams, 1, 0, id="cursor-max-zero"),
-    ],
-)
-def test_configure_refuses_inconsistent_sizes(
-    params_class: Any, default_size: int, max_size: int
-) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        params_class.configure(default_size=default_size, max_size=max_size)
-
-
-@pytest.mark.parametrize(
-    ("params_class", "field"),
-    [
-        pytest.param(PageParams, "page_size", id="page"),
-        pytest.param(LimitOffsetParams, "limit", id="limit-offset"),
-        pytest.param(CursorParams, "size", id="cursor"),
-    ],
-)
-def test_configure_sets_the_size_field(params_class: Any, field: str) -> None:
-    configured = params_class.configure(default_size=50, max_size=500)
-    assert getattr(configured(), field) == 50
-    assert getattr(configured(**{field: 500}), field) == 500
-    with pytest.raises(RequestValidationError):
-        configured(**{field: 501})
-    assert f"(`{field}`" in PAGE
-
-
-def test_memory_paginate_refuses_cursors() -> None:
-    with pytest.raises(TypeError, match="for cursors use fastkit"):
-        paginate([1, 2], CursorParams())  # type: ignore[call-overload]
 
 
 # --- pages in the envelope -----------------------------------------------------------------
@@ -294,7 +217,7 @@ def test_ok_around_a_page() -> None:
     app = FastAPI()
 
     @app.get("/items")
-    async def items(params: Annotated[PageParams, Depends()]) -> Envelope[Page[Item]]:
+    async def items(params: Annotated[PageParams, Query()]) -> Envelope[Page[Item]]:
         return ok(paginate([Item(id=1, name="pen")], params))
 
     client = TestClient(app)
@@ -319,8 +242,6 @@ def test_schema_names_of_the_three_pages(sql: TestClient) -> None:
     assert schema_ref(openapi, "/books/feed") == "CursorPage_BookOut_"
     cursor_page = openapi["components"]["schemas"]["CursorPage_BookOut_"]
     assert set(cursor_page["properties"]) == {"items", "next_cursor", "previous_cursor", "size"}
-    for name in ("`Page_Item_`", "`LimitOffsetPage_Item_`", "`CursorPage_Item_`"):
-        assert name in PAGE
 
 
 # --- SQLAlchemy queries --------------------------------------------------------------------
@@ -338,7 +259,6 @@ def test_sql_pages(sql: TestClient) -> None:
         "page_size": 2,
         "pages": 3,
     }
-    assert in_page(first)
 
     by_year = sql.get("/books", params={"sort": "-year,title", "page": 2, "page_size": 2}).json()
     assert by_year == {
@@ -351,7 +271,6 @@ def test_sql_pages(sql: TestClient) -> None:
         "page_size": 2,
         "pages": 3,
     }
-    assert in_page(by_year)
 
     titles = sql.get("/books/titles", params={"limit": 2, "offset": 1}).json()
     assert titles == {
@@ -360,7 +279,6 @@ def test_sql_pages(sql: TestClient) -> None:
         "limit": 2,
         "offset": 1,
     }
-    assert in_page(titles)
 
 
 def test_one_count_without_order_by(sql_module: ModuleType, sql: TestClient) -> None:
@@ -374,7 +292,6 @@ def test_one_count_without_order_by(sql_module: ModuleType, sql: TestClient) -> 
     # include_total=False: the page query alone.
     (only,) = statements.during(sql, "/books/titles")
     assert "count(" not in only[0]
-    assert "SELECT count(*) FROM (SELECT ... FROM books)" in PAGE
 
 
 def test_sort_whitelist(sql_module: ModuleType, sql: TestClient) -> None:
@@ -383,7 +300,6 @@ def test_sort_whitelist(sql_module: ModuleType, sql: TestClient) -> None:
     assert unknown.json() == validation_error(
         ("sort", "Value error, cannot sort by 'price'; allowed: title, year", "value_error")
     )
-    assert json.dumps(unknown.json()["data"][0]) in PAGE
 
     malformed = "Value error, sort must be comma-separated field names, '-' for descending; "
     for bad, message in [
@@ -400,7 +316,6 @@ def test_sort_whitelist(sql_module: ModuleType, sql: TestClient) -> None:
     sort = sql_module.BookSort(sort="-year,title")
     assert sort.fields == [("year", True), ("title", False)]
     assert sql_module.BookSort().fields == [("title", False)]  # the default
-    assert '`[("year", True), ("title", False)]`' in PAGE
 
 
 def test_items_kinds_and_transformer(sql_module: ModuleType, sql: TestClient) -> None:
@@ -425,7 +340,6 @@ def test_items_kinds_and_transformer(sql_module: ModuleType, sql: TestClient) ->
 
     titles = call(transformed)
     assert titles.items == ["Dune", "Solaris"]
-    assert "transformer=lambda books: [book.title for book in books]" in PAGE
 
     # Cursors: select(Model) without ORDER BY pages by primary key; a multi-column select
     # without one is refused.
@@ -459,7 +373,7 @@ def test_sync_paginate(tmp_path: Path) -> None:
     app = FastAPI()
 
     @app.get("/notes")
-    def list_notes(params: Annotated[PageParams, Depends()], session: db.Session) -> Page[NoteOut]:
+    def list_notes(params: Annotated[PageParams, Query()], session: db.Session) -> Page[NoteOut]:
         return paginate_query(session, select(Note).order_by(Note.id), params)
 
     try:
@@ -473,7 +387,6 @@ def test_sync_paginate(tmp_path: Path) -> None:
         "page_size": 2,
         "pages": 2,
     }
-    assert "return paginate(session, select(Note).order_by(Note.id), params)" in PAGE
 
 
 # --- cursors -------------------------------------------------------------------------------
@@ -496,7 +409,6 @@ def test_cursor_walk(sql: TestClient) -> None:
         "previous_cursor": None,
         "size": 2,
     }
-    assert f'"next_cursor": "{FIRST_CURSOR}"' in PAGE
 
     second = sql.get("/books/feed", params={"size": 2, "cursor": first["next_cursor"]}).json()
     assert titles_of(second) == ["Solaris", "The Left Hand of Darkness"]
@@ -517,21 +429,13 @@ def test_cursor_walk(sql: TestClient) -> None:
     assert titles_of(bigger) == ["Solaris", "The Left Hand of Darkness", "Ubik"]
 
 
-def test_cursor_is_readable_json() -> None:
-    decoded = base64.urlsafe_b64decode(FIRST_CURSOR + "=" * (-len(FIRST_CURSOR) % 4))
-    assert decoded.decode() == '{"k":[["s","Kindred"],["i",4]],"o":"title,id","d":"n"}'
-    assert f"`{decoded.decode()}`" in PAGE
-
-
 def test_cursor_query_is_keyset(sql_module: ModuleType, sql: TestClient) -> None:
     statements = Statements(sql_module)
     ((query, params),) = statements.during(sql, "/books/feed", size=2, cursor=FIRST_CURSOR)
     assert "count(" not in query
     # The endpoint's own ORDER BY, its tie-breaker (the primary key) appended.
-    assert re.search(
-        r"WHERE \(books\.title, books\.id\) > \(\?, \?\) ORDER BY books\.title ASC, books\.id( ASC)? ",
-        query,
-    ), query
+    keyset = r"WHERE \(books\.title, books\.id\) > \(\?, \?\) "
+    assert re.search(keyset + r"ORDER BY books\.title ASC, books\.id( ASC)? ", query), query
     assert params == ("Kindred", 4, 3, 0)  # LIMIT size + 1, and nothing skipped
 
     first = sql.get("/books/feed", params={"size": 2, "sort": "-year"}).json()
@@ -542,22 +446,6 @@ def test_cursor_query_is_keyset(sql_module: ModuleType, sql: TestClient) -> None
     assert "WHERE books.year < ? OR books.year = ? AND books.id > ?" in mixed
     rest = sql.get("/books/feed", params={"sort": "-year", "cursor": first["next_cursor"]})
     assert titles_of(rest.json()) == ["The Left Hand of Darkness", "Dune", "Solaris"]
-
-
-def test_cursor_is_stable_under_inserts(sql_module: ModuleType, sql: TestClient) -> None:
-    first = sql.get("/books/feed", params={"size": 2}).json()
-    numbered = sql.get("/books", params={"page_size": 2}).json()
-    assert titles_of(first) == titles_of(numbered) == ["Dune", "Kindred"]
-
-    async def add_book() -> None:
-        async with sql_module.db.session_scope() as session:
-            session.add(sql_module.Book(title="Anathem", year=2008))  # sorts before Kindred
-
-    sql.portal.call(add_book)  # type: ignore[union-attr]
-    second = sql.get("/books/feed", params={"size": 2, "cursor": first["next_cursor"]}).json()
-    assert titles_of(second) == ["Solaris", "The Left Hand of Darkness"]
-    page_two = sql.get("/books", params={"page": 2, "page_size": 2}).json()
-    assert titles_of(page_two) == ["Kindred", "Solaris"]  # Kindred shown again
 
 
 def encode(payload: dict[str, Any]) -> str:
@@ -593,44 +481,6 @@ def test_bad_cursor_is_400(
     response = sql.get("/books/feed", params={"cursor": cursor, **extra})
     assert response.status_code == 400
     assert response.json() == {"code": 400, "message": message, "data": None}
-    assert f"| `{message}` |" in PAGE
-
-
-def test_another_sort_body_is_printed(sql: TestClient) -> None:
-    body = sql.get("/books/feed", params={"sort": "-year", "cursor": FIRST_CURSOR}).json()
-    assert in_page(body)
-    assert issubclass(InvalidCursor, BadRequest)
-
-
-def test_overlong_cursor_is_422(sql: TestClient) -> None:
-    response = sql.get("/books/feed", params={"cursor": "a" * 4097})
-    assert response.status_code == 422
-    assert response.json()["data"][0]["loc"] == ["query", "cursor"]
-
-
-class NullBase(DeclarativeBase):
-    pass
-
-
-class Task(NullBase):
-    __tablename__ = "tasks"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    due: Mapped[str | None] = mapped_column(String(10))
-
-
-def test_null_sort_keys_are_refused(tmp_path: Path) -> None:
-    # The warning on the page: a keyset cannot compare NULLs, so a page that ends on a
-    # NULL key raises instead of silently losing the rows after it.
-    db = SyncDatabase(f"sqlite:///{tmp_path / 'tasks.db'}")
-    db.create_all(NullBase.metadata)
-    with db.session_scope() as session:
-        session.add_all(Task(id=n, due=None if n % 2 else f"2025-0{n}") for n in range(1, 6))
-    try:
-        with db.session_scope() as session, pytest.raises(ValueError, match="NOT NULL"):
-            paginate_query(session, select(Task).order_by(Task.due), CursorParams(size=2))
-    finally:
-        db.dispose()
-    assert "**NOT NULL**" in PAGE
 
 
 # --- signed cursors ------------------------------------------------------------------------
@@ -657,7 +507,6 @@ def test_signed_cursor_walk(signed: TestClient) -> None:
     assert ids_of(nxt) == [9, 8, 7]
     back = signed.get("/events", params={"size": 3, "cursor": nxt["previous_cursor"]}).json()
     assert ids_of(back) == [12, 11, 10]
-    assert "`GET /events?size=3` answers events 12, 11 and 10" in PAGE
 
 
 def tamper(cursor: str) -> str:
@@ -685,7 +534,6 @@ def test_signed_cursor_refuses_forgeries(signed: TestClient) -> None:
             "message": "Invalid cursor: the signature does not match.",
             "data": None,
         }
-    assert "| `Invalid cursor: the signature does not match.` |" in PAGE
 
 
 def test_signed_sizes(signed: TestClient) -> None:
@@ -708,9 +556,3 @@ def test_workers_need_the_same_secret(snippet_env: Path, monkeypatch: pytest.Mon
     assert ids_of(accepted.json()) == [9, 8, 7]
     with TestClient(other.app, raise_server_exceptions=False) as client:
         assert client.get("/events", params={"cursor": cursor}).status_code == 400
-
-
-def test_short_secret_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 32 bytes"):
-        CursorParams.configure(secret="too short")
-    assert "at least 32 bytes" in PAGE

@@ -94,7 +94,7 @@ class PageParams(_QueryModel):
     Example:
         ```python
         @app.get("/items")
-        async def list_items(params: Annotated[PageParams, Depends()]) -> Page[Item]:
+        async def list_items(params: Annotated[PageParams, Query()]) -> Page[Item]:
             return paginate(ITEMS, params)
         ```
     """
@@ -131,7 +131,7 @@ class PageParams(_QueryModel):
             BigPages = PageParams.configure(default_size=50, max_size=500)
 
             @app.get("/logs")
-            async def logs(params: Annotated[BigPages, Depends()]) -> Page[Log]: ...
+            async def logs(params: Annotated[BigPages, Query()]) -> Page[Log]: ...
             ```
 
         Raises:
@@ -252,7 +252,7 @@ class SortParams(_QueryModel):
         ItemSort = SortParams.allow("created_at", "name", default="-created_at")
 
         @app.get("/items")
-        async def items(sort: Annotated[ItemSort, Depends()], session: db.Session) -> ...:
+        async def items(sort: Annotated[ItemSort, Query()], session: db.Session) -> ...:
             stmt = select(Item).order_by(*sort.order_by({"created_at": Item.created_at,
                                                           "name": Item.name}))
         ```
