@@ -1,6 +1,5 @@
 """fastkit.pagination.cursor: encode_cursor / decode_cursor round trips, types, signatures."""
 
-
 import datetime as dt
 import decimal
 import uuid
@@ -87,5 +86,3 @@ def test_signed_cursor_round_trip() -> None:
         decode_cursor(cursor.partition(".")[0], "n,id", secret=secret)
     with pytest.raises(InvalidCursor):
         decode_cursor(cursor, "n,id")  # a signed cursor where none is expected
-
-

@@ -1,6 +1,5 @@
 """fastkit.pagination.pages: page models in responses (enveloped too) and in OpenAPI."""
 
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query

@@ -321,5 +321,3 @@ def test_allow_rejects_bad_configuration(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         SortParams.allow(*fields, default=default)
-
-

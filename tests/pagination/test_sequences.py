@@ -1,6 +1,5 @@
 """fastkit.pagination.paginate: pages of in-memory sequences."""
 
-
 from typing import Any
 
 import pytest
@@ -98,5 +97,3 @@ def test_paginate_sequence_refuses_cursors() -> None:
 def test_page_without_total_has_no_pages() -> None:
     page = Page[int].create([1, 2], None, PageParams(page=2, page_size=2))
     assert (page.total, page.pages, page.page, page.page_size) == (None, None, 2, 2)
-
-
