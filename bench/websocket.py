@@ -398,7 +398,8 @@ def report(
         f"`max_queue=1`, small `SO_RCVBUF`); {args.broadcasts} broadcasts of {args.size:,} "
         f"bytes, one every {args.interval:g} s; fastkit `ConnectionManager(queue_size="
         f"{args.queue_size}, send_timeout={args.send_timeout:g})`. Each case: a fresh uvicorn "
-        f"server, bounded by {args.timeout:g} s. {describe_env()}",
+        f"server, bounded by {args.timeout:g} s; load average {args.load:.2f} at the start. "
+        + describe_env(),
         "",
         "| " + " | ".join(header) + " |",
         "| --- |" + " ---: |" * (len(header) - 1),
@@ -454,8 +455,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _raise_exit)  # so that the server is stopped
     raise_nofile(args.clients + 256)
+    args.load = os.getloadavg()[0]
     print(
-        f"load average at start: {os.getloadavg()[0]:.2f}; {args.clients} clients, "
+        f"load average at start: {args.load:.2f}; {args.clients} clients, "
         f"{args.stalled} stalled, {args.broadcasts} x {args.size:,} B every {args.interval:g} s",
         file=sys.stderr,
     )
