@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from _asgi import drive, one_request
-from _results import write_section
+from _driver import drive, one_request, write_section
 from fastapi import FastAPI
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -120,9 +119,8 @@ async def run(args: argparse.Namespace, db: Database) -> dict[tuple[str, str], l
     return rates
 
 
-def render(rates: dict[tuple[str, str], list[float]], args: argparse.Namespace) -> tuple[str, str]:
-    lines = [f"{'endpoint':<8} {'hand-written':>13} {'db.Session':>11} {'ratio':>6}  target"]
-    md = [
+def render(rates: dict[tuple[str, str], list[float]], args: argparse.Namespace) -> str:
+    lines = [
         "## In-process, SQLite file",
         "",
         f"`python bench/db.py --requests {args.requests} --rounds {args.rounds}`: "
@@ -135,14 +133,12 @@ def render(rates: dict[tuple[str, str], list[float]], args: argparse.Namespace) 
         "| --- | ---: | ---: | ---: | --- |",
     ]
     for endpoint in ("read", "write"):
-        hand = rates[("hand", endpoint)]
-        ours = rates[("fastkit", endpoint)]
+        hand, ours = rates[("hand", endpoint)], rates[("fastkit", endpoint)]
         ratio = statistics.median(a / b for a, b in zip(ours, hand, strict=True))
         verdict = "PASS" if ratio >= 0.9 else "MISS"
         h, o = statistics.median(hand), statistics.median(ours)
-        lines.append(f"{endpoint:<8} {h:>13,.0f} {o:>11,.0f} {ratio:>6.2f}  >= 0.90 {verdict}")
-        md.append(f"| {endpoint} | {h:,.0f} | {o:,.0f} | {ratio:.2f} | >= 0.90 {verdict} |")
-    return "\n".join(lines), "\n".join(md)
+        lines.append(f"| {endpoint} | {h:,.0f} | {o:,.0f} | {ratio:.2f} | >= 0.90 {verdict} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         db = Database(f"sqlite+aiosqlite:///{folder}/bench.db")
         rates = asyncio.run(run(args, db))
-    table, markdown = render(rates, args)
-    print(table)
+    markdown = render(rates, args)
+    print(markdown)
     if not args.no_write:
         print(f"\nwrote {write_section('in-process', markdown, RESULTS, TITLE)}")
     return 0

@@ -181,15 +181,15 @@ def _attribute_names(
 
 def _keyset_condition(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> Any:
     """Rows strictly after ``values`` in the order ``keys`` (descending flags included)."""
-    # Bound with the column's type, so custom types convert the value as they store it;
-    # a bare True/False could not take < or > either.
-    bound = [literal(v, type_=c.type) for (c, _), v in zip(keys, values, strict=True)]
     directions = {descending for _, descending in keys}
     if len(directions) == 1 and len(keys) > 1:
-        # One direction: a row-value comparison, which indexes on (k1, k2...) serve.
+        # One direction: a row-value comparison, which indexes on (k1, k2...) serve. The
+        # tuple binds each value with its column's type (custom types convert the value as
+        # they store it), as literal(v, type_=column.type) would, for less work.
         left = tuple_(*(c for c, _ in keys))
-        right = tuple_(*bound)
-        return left < right if directions == {True} else left > right
+        return left < tuple(values) if directions == {True} else left > tuple(values)
+    # Bound with the column's type here too: a bare True/False cannot take < or >.
+    bound = [literal(v, type_=c.type) for (c, _), v in zip(keys, values, strict=True)]
     clauses = []
     for i, (column, descending) in enumerate(keys):
         equal = [keys[j][0] == bound[j] for j in range(i)]
