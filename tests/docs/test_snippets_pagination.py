@@ -556,3 +556,15 @@ def test_workers_need_the_same_secret(snippet_env: Path, monkeypatch: pytest.Mon
     assert ids_of(accepted.json()) == [9, 8, 7]
     with TestClient(other.app, raise_server_exceptions=False) as client:
         assert client.get("/events", params={"cursor": cursor}).status_code == 400
+
+
+def test_other_sources_page_through_the_raw_params() -> None:
+    with TestClient(load("pagination_raw").app) as client:
+        last = client.get("/events", params={"limit": 5, "offset": 40})
+        assert last.json() == {
+            "items": ["event 41", "event 42"],
+            "total": 42,
+            "limit": 5,
+            "offset": 40,
+        }
+        assert client.get("/events", params={"limit": 0}).status_code == 422
