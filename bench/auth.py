@@ -1,55 +1,30 @@
-"""Auth: login bursts, the auth dependency's cost, timing leaks, and a login flood.
+"""Auth: the dependency's cost, login timing leaks, and a login flood.
 
-1. Login under load, through uvicorn. Two servers on free 127.0.0.1 ports (one worker
-   each, ``--log-level warning --no-access-log``), both with ``GET /health``:
-   fastkit's ``auth_router`` (``POST /auth/token``, ``authenticate`` awaiting
-   ``PasswordHasher().averify``, argon2 with default settings) and the seed projects'
-   login (``POST /token`` calling passlib's bcrypt ``verify``, cost 12, inside the
-   ``async def``). For each: ``/health`` polled sequentially every ``--interval`` ms for
-   ``--duration`` s with no logins (idle), then again while ``--concurrency`` asyncio
-   loops on httpx2 log in back to back (load). Reported: ``/health`` p50/p99 idle and under
-   load, and logins/s. Target: fastkit's p99 under load <= 5x its idle p99.
-2. The auth dependency, in-process (``bench/_asgi.py``, no server): ``GET /me`` with
-   ``Depends(auth.current_user)`` and a dict ``user_loader`` vs the same endpoint doing
-   ``jwt.decode(token, secret, algorithms=["HS256"])`` + a dict lookup by hand; interleaved
-   rounds, short (1,000 requests) so that other load on the machine hits both apps alike;
-   median per-round ratio. Target: >= 0.80.
-3. User enumeration by timing (``--part timing``). ``PasswordHasher()`` at default costs and
-   the ``authenticate`` of ``_auth_apps.fastkit_authenticate`` (``averify`` for the known
-   user, ``adummy_verify()`` for an unknown one). Four cases: unknown user + normal
-   password, known user + wrong normal password, and the same two with a 4,097-byte
-   password (one over passlib's limit). Timed three ways, ``--samples`` interleaved rounds
-   (30) of one sequential login per case, median: ``authenticate`` called directly; a real
-   login through uvicorn to ``auth_router`` as configured by default (which answers 422 to
-   passwords over 1,024 characters before ``authenticate`` runs); and to an
-   ``auth_router`` with ``max_password_length=8192``, so that 4,097 bytes reach the hasher.
-   Reported: the medians and unknown/known for normal and long passwords. Target: every
-   ratio within 0.8-1.2. For the record, the old refusal: ``hasher.context.verify(long,
-   stored)`` raising ``ValueError`` at once vs a real verification.
-4. A login flood on the todo example (``--part flood``, needs PostgreSQL on 127.0.0.1:5432,
-   user postgres, db test). ``uvicorn examples.todo.main:app`` (one worker) on a fresh
-   schema (dropped after), default argon2 costs, ``JWT_SECRET`` and a demo user set; the
-   demo user logs in and creates 3 todos. Then for ``--duration`` s (20)
-   ``--flood-concurrency`` asyncio tasks (60) post bogus logins back to back (half random
-   unknown usernames, half wrong passwords for the demo user) while two pollers hit
-   ``GET /health`` and an authenticated ``GET /todos`` every 50 ms. Reported: logins by
-   status (400 / 503 / other), logins/s, the 503s' Retry-After values, ``/health`` and
-   ``/todos`` answers and p50/p99, and the server log's warnings and errors. Targets: no
-   503 from ``/health``, ``/todos`` p99 under 1 s. The same flood then runs against a
-   temporary copy of ``examples/`` whose ``todo/deps.py`` is taken from ``--before-rev``
-   (before the commit where ``authenticate`` stopped holding a session while hashing), for
-   contrast; ``--before-rev ''`` skips it.
+1. ``dependency`` (in-process, ``bench/_driver.py``'s ASGI driver, no server): ``GET /me``
+   with ``Depends(auth.current_user)`` and an async dict ``user_loader`` vs the same
+   endpoint doing ``jwt.decode(token, SECRET, algorithms=["HS256"])`` and a dict lookup by
+   hand, and a no-auth reference; short interleaved rounds, so that other load on the
+   machine hits every app alike; median per-round ratio. Target: >= 0.80.
+2. ``timing`` (uvicorn): login time of an unknown user vs the known user with a wrong
+   password, normal and 4,097 bytes (one over passlib's limit), on ``authenticate`` called
+   directly, on ``auth_router`` as configured by default (a password over 1,024 characters
+   is a 422 before ``authenticate`` runs) and with ``max_password_length=8192`` (4,097
+   bytes reach the hasher). Target: unknown / known within 0.8-1.2 in every row.
+3. ``flood`` (uvicorn, PostgreSQL on 127.0.0.1:5432, user postgres, db test):
+   ``examples.todo.main:app`` on a fresh schema; the demo user makes 3 todos, then
+   ``--flood-concurrency`` tasks post bogus logins for ``--duration`` s while ``/health``
+   and an authenticated ``/todos`` are polled: hashing must starve neither. Targets: no
+   503 from ``/health``, ``/todos`` p99 under 1 s.
 
 Servers are stopped however the script ends; every load loop is bounded in time and count.
 
-    hatch run bench:auth                          # all four, ~5 min
-    hatch run bench:auth --part dependency        # only 2.
-    hatch run bench:auth --part timing            # only 3., ~1.5 min
-    hatch run bench:auth --part flood             # only 4., ~1.5 min
-    hatch run bench:auth --duration 4 --rounds 10 --samples 5 --no-write   # quick look
+    hatch run bench:auth                          # all three, ~3 min
+    hatch run bench:auth --part dependency        # only 1.
+    hatch run bench:auth --duration 5 --rounds 10 --samples 5 --no-write   # quick look
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: FastAPI evaluates the endpoints' annotations.
+# uvicorn imports this file as the module ``auth`` (``--app-dir bench``) for its factories.
 
 import argparse
 import asyncio
@@ -61,60 +36,154 @@ import os
 import platform
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
-import _auth_apps as apps
 import fastapi
 import jwt
-from _asgi import CLOCKS, drive, one_request
-from _results import write_section
-from _servers import BENCH_DIR, HOST, free_port, read_log, stop_process, uvicorn_command
+from _driver import (
+    BENCH_DIR,
+    CLOCKS,
+    HOST,
+    drive,
+    free_port,
+    one_request,
+    read_log,
+    stop_process,
+    uvicorn_command,
+    write_section,
+)
+from fastapi import Depends, FastAPI, HTTPException, Request
+
+from fastkit import install_exception_handlers
+from fastkit.auth import JWTAuth, PasswordHasher, TokenClaims, TokenService, auth_router
 
 RESULTS = BENCH_DIR / "results" / "auth.md"
 TITLE = "# Auth benchmarks\n\nGenerated by `bench/auth.py`; see `bench/README.md`.\n"
-MAX_LOGINS = 200_000  # per phase, on top of the time bound
-MAX_SAMPLES = 100_000  # /health samples per phase
-LOGIN_TARGET = 5.0  # fastkit /health p99 under load <= 5x idle
-DEPENDENCY_TARGET = 0.80  # fastkit /me >= 0.80x the hand-written jwt.decode
+SECRET = "bench-secret-0123456789abcdef0123456789abcdef"  # >= 32 bytes, as TokenService asks
+USERNAME, PASSWORD, USER_ID = "alice", "correct horse battery staple", "1"
+LONG_MAX_PASSWORD = 8192
+MAX_REQUESTS = 100_000  # per loop, on top of the time bound
+DEPENDENCY_TARGET = 0.80
 
 
-def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Lines of a plain-text table: first column left-aligned, the others right-aligned."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.rjust(w) if i else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return lines
+# --- the apps --------------------------------------------------------------------------------
 
 
-def describe_load(load_before: float) -> str:
-    """The 1-minute load average at the start of the run and now (after a part ran)."""
-    return f"load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} after"
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    hashed_password: str = "-"
+
+
+USERS = {USER_ID: User(USER_ID, USERNAME)}
+
+
+def make_authenticate(hasher: PasswordHasher) -> Callable[[str, str], Awaitable[User | None]]:
+    """``authenticate`` as the docs write it: one verification, known user or not."""
+    user = User(USER_ID, USERNAME, hasher.hash(PASSWORD))
+
+    async def authenticate(username: str, password: str) -> User | None:
+        if username != user.username:
+            await hasher.adummy_verify()  # as slow as a wrong password
+            return None
+        return user if await hasher.averify(password, user.hashed_password) else None
+
+    return authenticate
+
+
+def with_health(app: FastAPI) -> FastAPI:
+    @app.get("/health")
+    async def health():  # type: ignore[no-untyped-def]
+        return {"status": "ok"}
+
+    return app
+
+
+def fastkit_login(max_password_length: int = 1024) -> FastAPI:
+    """``auth_router`` with ``await hasher.averify(...)``: hashing off the event loop."""
+    auth = JWTAuth(TokenService(secret=SECRET), user_loader=lambda claims: USERS.get(claims.sub))
+    app = FastAPI()
+    install_exception_handlers(app)
+    authenticate = make_authenticate(PasswordHasher())
+    app.include_router(
+        auth_router(auth, authenticate=authenticate, max_password_length=max_password_length)
+    )
+    return with_health(app)
+
+
+def fastkit_login_long() -> FastAPI:
+    return fastkit_login(LONG_MAX_PASSWORD)
+
+
+def fastkit_me() -> FastAPI:
+    """``GET /me`` with ``Depends(auth.current_user)`` and an async dict ``user_loader``."""
+
+    async def load(claims: TokenClaims) -> User | None:
+        return USERS.get(claims.sub)
+
+    auth: JWTAuth[User] = JWTAuth(TokenService(secret=SECRET), user_loader=load)
+    app = FastAPI()
+    install_exception_handlers(app)
+
+    @app.get("/me")  # no return annotation, so no response model, on every side
+    async def me(user: Annotated[User, Depends(auth.current_user)]):  # type: ignore[no-untyped-def]
+        return {"id": user.id, "username": user.username}
+
+    return app
+
+
+def baseline_me() -> FastAPI:
+    """``GET /me`` decoding the bearer token by hand: ``jwt.decode`` + a dict lookup."""
+    app = FastAPI()
+    install_exception_handlers(app)  # the same error layer as fastkit_me: only auth differs
+
+    @app.get("/me")
+    async def me(request: Request):  # type: ignore[no-untyped-def]
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            sub = jwt.decode(token, SECRET, algorithms=["HS256"]).get("sub")
+        except jwt.InvalidTokenError:
+            raise HTTPException(401, "Invalid token") from None
+        user = USERS.get(sub) if isinstance(sub, str) else None
+        if user is None:
+            raise HTTPException(401, "Invalid token")
+        return {"id": user.id, "username": user.username}
+
+    return app
+
+
+def open_me() -> FastAPI:
+    """``GET /me`` with no auth: the reference both auth costs are measured from."""
+    app = FastAPI()
+    install_exception_handlers(app)
+
+    @app.get("/me")
+    async def me():  # type: ignore[no-untyped-def]
+        user = USERS[USER_ID]
+        return {"id": user.id, "username": user.username}
+
+    return app
+
+
+# --- shared ------------------------------------------------------------------------------------
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Lines of a Markdown table: first column left-aligned, the others right-aligned."""
     return [
         "| " + " | ".join(header) + " |",
         "| --- |" + " ---: |" * (len(header) - 1),
@@ -130,282 +199,10 @@ def percentile(seconds: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000
 
 
-def wait_health(
-    name: str,
-    process: subprocess.Popen[bytes] | None,
-    log: IO[bytes] | None,
-    url: str,
-    timeout: float = 30.0,
-) -> tuple[int, bytes]:
-    """Poll ``url`` (a server's /health) until it answers; its status and body."""
-    if process is None:
-        raise RuntimeError(f"{name} server was not started")
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            sys.exit(f"{name} server exited early:\n{read_log(log, tail=4000)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit(f"{name} server did not answer within {timeout:.0f}s")
-            time.sleep(0.1)
-
-
-async def poll(
-    client: Any,  # httpx2.AsyncClient
-    url: str,
-    *,
-    start: float,
-    deadline: float,
-    interval: float,
-    record: Callable[[int | None, float], None],
-    headers: dict[str, str] | None = None,
-) -> None:
-    """GET ``url`` every ``interval`` s from ``start`` to ``deadline`` (``perf_counter``).
-
-    Sequential: a slow answer delays the next poll. ``record(status, seconds)`` gets each
-    answer, with ``None`` for a transport error; at most ``MAX_SAMPLES`` polls.
-    """
-    import httpx2
-
-    next_at = start
-    for _ in range(MAX_SAMPLES):
-        now = time.perf_counter()
-        if next_at > now:
-            await asyncio.sleep(next_at - now)
-        sent = time.perf_counter()
-        if sent >= deadline:
-            return
-        try:
-            status: int | None = (await client.get(url, headers=headers)).status_code
-        except httpx2.HTTPError:
-            status = None
-        record(status, time.perf_counter() - sent)
-        next_at = sent + interval
-
-
-# --- 1. login under load -------------------------------------------------------------------
-
-
-@dataclass
-class Phase:
-    """One measuring window: /health latencies (s) and the logins completed in it."""
-
-    duration: float
-    concurrency: int
-    latencies: list[float] = field(default_factory=list)
-    logins: int = 0  # completed (200 + a token) before the window closed
-    late_logins: int = 0  # completed after it (in flight when it closed)
-    failed_logins: int = 0
-    failed_health: int = 0
-
-    def pct(self, q: float) -> float:
-        """Nearest-rank percentile of the /health latencies, in ms (nan without samples)."""
-        return percentile(self.latencies, q)
-
-    def record_health(self, status: int | None, seconds: float) -> None:
-        if status == 200:
-            self.latencies.append(seconds)
-        else:
-            self.failed_health += 1
-
-    @property
-    def rate(self) -> float:
-        return self.logins / self.duration
-
-
-@dataclass
-class Server:
-    name: str
-    factory: str  # attribute of bench/_auth_apps.py
-    token_path: str
-    hashing: str
-    refused_status: int  # the answer to a wrong password
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
-    idle: Phase | None = None
-    load: Phase | None = None
-
-    def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
-
-
-def start(server: Server, log: IO[bytes]) -> None:
-    server.port = free_port()
-    server.log = log
-    command = uvicorn_command(f"_auth_apps:{server.factory}", server.port)
-    server.process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
-def stop(server: Server) -> None:
-    stop_process(server.process)
-
-
-def server_log(server: Server) -> str:
-    return read_log(server.log, tail=4000)
-
-
-def _post_form(url: str, fields: dict[str, str]) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        url,
-        data=urllib.parse.urlencode(fields).encode(),
-        method="POST",
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def login_form(password: str = apps.PASSWORD) -> dict[str, str]:
-    return {"grant_type": "password", "username": apps.USERNAME, "password": password}
-
-
-def wait_ready(server: Server) -> None:
-    """Poll /health until it answers, then check one good and one bad login."""
-    status, body = wait_health(server.name, server.process, server.log, server.url("/health"))
-    problems = []
-    if status != 200 or json.loads(body) != apps.HEALTH:
-        problems.append(f"/health answered {status} {body!r}")
-    status, body = _post_form(server.url(server.token_path), login_form())
-    try:
-        answer = json.loads(body) if status == 200 else {}
-    except ValueError:
-        answer = {}
-    if not isinstance(answer.get("access_token"), str) or answer.get("token_type") != "bearer":
-        problems.append(f"login answered {status} {body[:200]!r}, expected a bearer token")
-    status, body = _post_form(server.url(server.token_path), login_form("wrong password"))
-    if status != server.refused_status:
-        problems.append(
-            f"a wrong password answered {status} {body[:200]!r}, expected {server.refused_status}"
-        )
-    if problems:
-        sys.exit(f"{server.name} server: " + "; ".join(problems))
-
-
-async def measure(server: Server, duration: float, concurrency: int, interval: float) -> Phase:
-    """Poll /health every ``interval`` s for ``duration`` s, with ``concurrency`` login loops."""
-    import httpx2
-
-    phase = Phase(duration, concurrency)
-    health_url, token_url = server.url("/health"), server.url(server.token_path)
-    form = login_form()
-    limits = httpx2.Limits(
-        max_connections=max(1, concurrency), max_keepalive_connections=max(1, concurrency)
-    )
-    # Two clients: the health poller keeps its own connection and never queues behind logins.
-    async with (
-        httpx2.AsyncClient(timeout=60.0, limits=limits) as logins,
-        httpx2.AsyncClient(timeout=60.0) as health,
-    ):
-        await health.get(health_url)  # open the poller's connection outside the window
-        start = time.perf_counter()
-        deadline = start + duration
-
-        async def login_loop() -> None:
-            while time.perf_counter() < deadline:
-                if phase.logins + phase.late_logins >= MAX_LOGINS:
-                    return
-                try:
-                    response = await logins.post(token_url, data=form)
-                    ok = response.status_code == 200 and "access_token" in response.json()
-                except (httpx2.HTTPError, ValueError):
-                    ok = False
-                if not ok:
-                    phase.failed_logins += 1
-                elif time.perf_counter() <= deadline:
-                    phase.logins += 1
-                else:
-                    phase.late_logins += 1
-
-        # In-flight logins finish after the window (not cancelled, so that the server is
-        # idle again before the next phase); the outer bound catches a wedged server.
-        await asyncio.wait_for(
-            asyncio.gather(
-                poll(
-                    health,
-                    health_url,
-                    start=start,
-                    deadline=deadline,
-                    interval=interval,
-                    record=phase.record_health,
-                ),
-                *(login_loop() for _ in range(concurrency)),
-            ),
-            timeout=duration + 120,
-        )
-    return phase
-
-
-def run_login(args: argparse.Namespace) -> list[Server]:
-    servers = [
-        Server(
-            "fastkit auth_router",
-            "fastkit_login",
-            apps.FASTKIT_TOKEN_PATH,
-            argon2_label(),
-            refused_status=400,  # RFC 6749's invalid_grant
-        ),
-        Server(
-            "seed login",
-            "seed_login",
-            apps.SEED_TOKEN_PATH,
-            f"bcrypt cost {apps.BCRYPT_ROUNDS}, on the event loop",
-            refused_status=401,
-        ),
-    ]
-    interval = args.interval / 1000
-    with contextlib.ExitStack() as stack:
-        for server in servers:
-            start(server, stack.enter_context(tempfile.TemporaryFile()))
-            stack.callback(stop, server)  # runs on any exit, before the log file closes
-        for server in servers:
-            wait_ready(server)
-        for server in servers:
-            if args.warmup > 0:
-                asyncio.run(measure(server, args.warmup, args.concurrency, interval))
-            server.idle = asyncio.run(measure(server, args.duration, 0, interval))
-            print(f"{server.name}: idle done", file=sys.stderr)
-            server.load = asyncio.run(measure(server, args.duration, args.concurrency, interval))
-            print(
-                f"{server.name}: load done, {server.load.rate:.1f} logins/s, "
-                f"/health p99 {server.load.pct(0.99):.1f} ms",
-                file=sys.stderr,
-            )
-            for phase in (server.idle, server.load):
-                if phase.failed_logins or phase.failed_health:
-                    print(
-                        f"warning: {server.name}: {phase.failed_logins} failed logins, "
-                        f"{phase.failed_health} failed /health polls",
-                        file=sys.stderr,
-                    )
-            if server.process is not None and server.process.poll() is not None:
-                sys.exit(f"{server.name} server died:\n{server_log(server)}")
-    return servers
-
-
-def argon2_label() -> str:
-    """The parameters PasswordHasher() really hashes with, read from a hash it made."""
-    from fastkit.auth import PasswordHasher
-
-    hasher = PasswordHasher()
-    stored = hasher.hash("label")
-    found = re.match(r"\$argon2(\w+)\$v=\d+\$m=(\d+),t=(\d+),p=(\d+)\$", stored)
-    if found is None:
-        return f"{stored.split('$')[1]}, in worker threads"
-    kind, memory, rounds, lanes = found.groups()
+def machine(load_before: float) -> str:
     return (
-        f"argon2{kind} m={int(memory) // 1024} MiB t={rounds} p={lanes}, in worker threads, "
-        f"at most {hasher.max_concurrency} hashes at once"
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU(s), "
+        f"load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} after"
     )
 
 
@@ -417,421 +214,101 @@ def describe_server() -> str:
     return f"uvicorn {uvicorn.__version__} (1 worker, {loop} loop, {http})"
 
 
-def render_login(
-    servers: list[Server], args: argparse.Namespace, load_before: float
-) -> tuple[str, str, float]:
-    header = [
-        "app",
-        "idle p50",
-        "idle p99",
-        "load p50",
-        "load p99",
-        "p99 load/idle",
-        "n idle/load",
-        "logins/s",
-    ]
-    rows = []
-    for s in servers:
-        assert s.idle is not None
-        assert s.load is not None
-        rows.append(
-            [
-                s.name,
-                f"{s.idle.pct(0.5):.1f} ms",
-                f"{s.idle.pct(0.99):.1f} ms",
-                f"{s.load.pct(0.5):.1f} ms",
-                f"{s.load.pct(0.99):.1f} ms",
-                f"{s.load.pct(0.99) / s.idle.pct(0.99):.1f}x",
-                f"{len(s.idle.latencies)}/{len(s.load.latencies)}",
-                f"{s.load.rate:.1f}",
-            ]
-        )
-    fastkit = servers[0]
-    assert fastkit.idle is not None
-    assert fastkit.load is not None
-    ratio = fastkit.load.pct(0.99) / fastkit.idle.pct(0.99)
-    verdict = "PASS" if ratio <= LOGIN_TARGET else "MISS"
-    lines = text_table(header, rows)
-    lines.insert(0, "1. /health latency while logging in (through uvicorn)")
-    lines.append(
-        f"fastkit /health p99 under load / idle: {ratio:.1f}x  "
-        f"(target <= {LOGIN_TARGET:g}x) {verdict}"
+def argon2_label() -> str:
+    """The parameters PasswordHasher() really hashes with, read from a hash it made."""
+    hasher = PasswordHasher()
+    found = re.match(r"\$argon2(\w+)\$v=\d+\$m=(\d+),t=(\d+),p=(\d+)\$", hasher.hash("label"))
+    assert found is not None
+    kind, memory, rounds, lanes = found.groups()
+    return (
+        f"argon2{kind} m={int(memory) // 1024} MiB t={rounds} p={lanes}, in worker threads, "
+        f"at most {hasher.max_concurrency} at once"
     )
-    md = [
-        "## Login under load (uvicorn)",
-        "",
-        f"`python bench/auth.py --duration {args.duration:g} --concurrency {args.concurrency} "
-        f"--interval {args.interval:g}`: {describe_server()}; `/health` polled sequentially "
-        f"every {args.interval:g} ms for {args.duration:g} s with no logins (idle), then for "
-        f"{args.duration:g} s while {args.concurrency} asyncio loops (httpx2) log in back to "
-        "back (load). Latency is measured by the client, nearest-rank percentiles; *logins/s* "
-        "counts logins completed inside the load window. Client and server share the "
-        f"machine: Python {platform.python_version()}, {platform.machine()}, "
-        f"{os.cpu_count()} CPU(s), {describe_load(load_before)}.",
-        "",
-        f"- fastkit: `auth_router`, `authenticate` awaits `PasswordHasher().averify` "
-        f"({servers[0].hashing}); `install_exception_handlers` for the router's errors.",
-        f'- seed: `@app.post("/token") async def login(form: OAuth2PasswordRequestForm = '
-        f'Depends())` calling `CryptContext(schemes=["bcrypt"]).verify` directly '
-        f"({servers[1].hashing}).",
-        f"- libpass {version('libpass')}, argon2-cffi {version('argon2-cffi')}, "
-        f"bcrypt {version('bcrypt')}.",
-        "",
-        *md_table(header, rows),
-        "",
-        f"**fastkit `/health` p99 under load / idle: {ratio:.1f}x** "
-        f"(target <= {LOGIN_TARGET:g}x) {verdict}",
-    ]
-    return "\n".join(lines), "\n".join(md), ratio
-
-
-# --- 2. auth dependency ------------------------------------------------------------------
-
-ME_CONFIGS = {
-    "open": ("no auth (reference)", apps.open_me),
-    "baseline": ("raw jwt.decode + dict", apps.baseline_me),
-    "fastkit": ("Depends(auth.current_user)", apps.fastkit_me),
-}
-
-
-async def run_dependency(args: argparse.Namespace) -> dict[str, list[float]]:
-    clock = CLOCKS[args.clock]
-    auth = [(b"authorization", f"Bearer {apps.me_token()}".encode())]
-    bad = [(b"authorization", f"Bearer {apps.me_token()[:-4]}AAAA".encode())]
-    built = {name: factory() for name, (_, factory) in ME_CONFIGS.items()}
-    for name, app in built.items():
-        exchange = await one_request(app, "/me", "GET", auth)
-        if exchange.status != 200 or json.loads(exchange.body) != apps.ME:
-            sys.exit(f"/me {name}: unexpected {exchange.status} {exchange.body!r}")
-        if name == "open":
-            continue
-        for label, headers in (("no token", None), ("a bad signature", bad)):
-            exchange = await one_request(app, "/me", "GET", headers)
-            if exchange.status != 401:
-                sys.exit(f"/me {name} with {label}: {exchange.status}, expected 401")
-    for app in built.values():
-        await drive(app, args.me_warmup, clock, "/me", "GET", auth)
-    rates: dict[str, list[float]] = {name: [] for name in built}
-    names = list(built)
-    for round_no in range(args.rounds):
-        shift = round_no % len(names)
-        for name in names[shift:] + names[:shift]:  # rotate the order every round
-            rates[name].append(await drive(built[name], args.requests, clock, "/me", "GET", auth))
-        print(f"/me round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-    return rates
-
-
-def render_dependency(
-    rates: dict[str, list[float]], args: argparse.Namespace, load_before: float
-) -> tuple[str, str, float]:
-    base = rates["baseline"]
-    ratios = {
-        name: [a / b for a, b in zip(values, base, strict=True)] for name, values in rates.items()
-    }
-    header = ["config", "req/s", "us/req", "auth us/req", "vs raw jwt", "range"]
-    open_us = 1e6 / statistics.median(rates["open"])
-    rows = []
-    for name, (label, _) in ME_CONFIGS.items():
-        rate = statistics.median(rates[name])
-        us = 1e6 / rate
-        r = ratios[name]
-        rows.append(
-            [
-                f"{label}",
-                f"{rate:,.0f}",
-                f"{us:.1f}",
-                "-" if name == "open" else f"{us - open_us:.1f}",
-                f"{statistics.median(r):.2f}",
-                f"{min(r):.2f}-{max(r):.2f}",
-            ]
-        )
-    ratio = statistics.median(ratios["fastkit"])
-    verdict = "PASS" if ratio >= DEPENDENCY_TARGET else "MISS"
-    lines = text_table(header, rows)
-    lines.insert(0, "2. GET /me auth dependency (in-process, no server)")
-    lines.append(
-        f"fastkit current_user / raw jwt.decode: {ratio:.2f}  "
-        f"(target >= {DEPENDENCY_TARGET:.2f}) {verdict}"
-    )
-    md = [
-        "## Auth dependency (in-process)",
-        "",
-        f"`python bench/auth.py --requests {args.requests} --rounds {args.rounds} --clock "
-        f"{args.clock}`: the ASGI driver of `bench/_asgi.py`, {args.rounds} interleaved rounds "
-        f"(order rotating) of {args.requests} sequential `GET /me` with "
-        f"`Authorization: Bearer <HS256 token>` per app; {args.clock} clock, median round. "
-        "*vs raw jwt* is the median per-round ratio to the hand-written endpoint, with its "
-        "range; *auth us/req* is the time over the no-auth reference. Every app has "
-        "`install_exception_handlers` and no response model. "
-        f"Python {platform.python_version()}, FastAPI {fastapi.__version__}, "
-        f"PyJWT {jwt.__version__}; {platform.machine()}, {os.cpu_count()} CPU(s), "
-        f"{describe_load(load_before)}.",
-        "",
-        "- fastkit: `async def me(user: Annotated[User, Depends(auth.current_user)])`, "
-        "`JWTAuth(TokenService(secret=...), user_loader=<async dict lookup>)` "
-        "(default in-memory revocation store).",
-        '- raw: `jwt.decode(token, SECRET, algorithms=["HS256"])` on the `Authorization` '
-        'header read from `Request`, then `users.get(payload["sub"])`.',
-        "",
-        *md_table(header, rows),
-        "",
-        f"**fastkit / raw jwt.decode: {ratio:.2f}** (target >= {DEPENDENCY_TARGET:.2f}) {verdict}",
-    ]
-    return "\n".join(lines), "\n".join(md), ratio
-
-
-# --- 3. user enumeration by timing ---------------------------------------------------------
-
-LONG_PASSWORD = "x" * 4097  # one byte over passlib's 4,096 (ASCII: as many bytes as characters)
-WRONG_PASSWORD = "not the password"
-UNKNOWN_USER = "mallory"
-TIMING_CASES = {  # name: (username, password), in the order of the columns
-    "unknown": (UNKNOWN_USER, WRONG_PASSWORD),
-    "known": (apps.USERNAME, WRONG_PASSWORD),
-    "unknown long": (UNKNOWN_USER, LONG_PASSWORD),
-    "known long": (apps.USERNAME, LONG_PASSWORD),
-}
-TIMING_BAND = (0.8, 1.2)  # unknown / known median login time
-# The case order of each round (a Williams square): every case follows every other once per
-# four rounds. A plain rotation would put one fast 422 case behind a 64 MiB hash, which
-# evicts the caches, more often than the other, and time the order instead of the user.
-TIMING_ORDERS = ((0, 1, 3, 2), (1, 2, 0, 3), (2, 3, 1, 0), (3, 0, 2, 1))
-TIMING_BUDGET = 900.0  # s for all the rounds of part 3, whatever --samples says
 
 
 @dataclass
-class TimingLayer:
-    """Where logins are timed: ``attempt(username, password)`` is one login, its answer."""
+class Server:
+    """A uvicorn subprocess serving ``command`` (or this module's ``factory``)."""
 
     name: str
-    attempt: Callable[[str, str], Any]  # async; returns what it answered (a status code)
-    expected: dict[str, str]  # case -> the answer it must give
-    times: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in TIMING_CASES})
+    factory: str = ""
+    token_path: str = "/auth/token"
+    command: list[str] = field(default_factory=list)
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
 
-    def median(self, case: str) -> float:
-        """The median login time of ``case``, in ms."""
-        return statistics.median(self.times[case]) * 1000
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
 
-    def ratio(self, unknown: str, known: str) -> float:
-        return self.median(unknown) / self.median(known)
+    def start(self, stack: contextlib.ExitStack) -> None:
+        self.port = free_port()
+        self.log = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (it is)
+        command = self.command or uvicorn_command(f"auth:{self.factory}", self.port)
+        command = [c.replace("{port}", str(self.port)) for c in command]
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(stop_process, self.process, 15.0)  # before the log closes
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Until ``/health`` answers 200."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                sys.exit(f"{self.name} exited early:\n{read_log(self.log, tail=4000)}")
+            try:
+                with urllib.request.urlopen(self.url("/health"), timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"{self.name} did not answer /health within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            sys.exit(f"{self.name} died:\n{read_log(self.log, tail=4000)}")
 
 
-@dataclass
-class OldRefusal:
-    """passlib refusing 4,097 bytes at once (the old behaviour) vs a real verification (s)."""
-
-    raised: list[float] = field(default_factory=list)
-    verified: list[float] = field(default_factory=list)
-
-
-async def time_logins(servers: list[Server], samples: int) -> list[TimingLayer]:
-    """``samples`` rounds, each one login per case and layer, in ``TIMING_ORDERS``."""
+async def poll(
+    client: Any,
+    url: str,
+    start: float,
+    deadline: float,
+    interval: float,
+    record: Callable[[int | None, float], None],
+    headers: dict[str, str] | None = None,
+) -> None:
+    """GET ``url`` every ``interval`` s until ``deadline``, sequentially; record each answer."""
     import httpx2
 
-    from fastkit.auth import PasswordHasher
-
-    _, authenticate = apps.fastkit_authenticate(PasswordHasher())
-
-    async def direct(username: str, password: str) -> str:
-        return "None" if await authenticate(username, password) is None else "a user"
-
-    async with httpx2.AsyncClient(timeout=60.0) as client:
-
-        def through(url: str) -> Callable[[str, str], Any]:
-            async def attempt(username: str, password: str) -> str:
-                form = {"grant_type": "password", "username": username, "password": password}
-                return str((await client.post(url, data=form)).status_code)
-
-            return attempt
-
-        refused = dict.fromkeys(TIMING_CASES, "400")
-        layers = [
-            TimingLayer(
-                "PasswordHasher (authenticate called directly)",
-                direct,
-                dict.fromkeys(TIMING_CASES, "None"),
-            ),
-            TimingLayer(
-                f"{servers[0].name} (uvicorn)",
-                through(servers[0].url(servers[0].token_path)),
-                {**refused, "unknown long": "422", "known long": "422"},
-            ),
-            TimingLayer(
-                f"{servers[1].name} (uvicorn)",
-                through(servers[1].url(servers[1].token_path)),
-                refused,
-            ),
-        ]
-        names = list(TIMING_CASES)
-        deadline = time.monotonic() + TIMING_BUDGET
-        for round_no in range(samples + 1):  # round 0 warms up and is not counted
-            order = [names[i] for i in TIMING_ORDERS[round_no % len(TIMING_ORDERS)]]
-            for layer in layers:
-                for case in order:
-                    started = time.perf_counter()
-                    answer = await layer.attempt(*TIMING_CASES[case])
-                    elapsed = time.perf_counter() - started
-                    if answer != layer.expected[case]:
-                        sys.exit(
-                            f"{layer.name}, {case}: answered {answer}, "
-                            f"expected {layer.expected[case]}"
-                        )
-                    if round_no:
-                        layer.times[case].append(elapsed)
-            if round_no % 10 == 0:
-                print(f"timing round {round_no}/{samples} done", file=sys.stderr)
-            if time.monotonic() > deadline:
-                print(f"warning: timing stopped after {round_no} rounds", file=sys.stderr)
-                break
-    return layers
-
-
-def time_old_refusal(samples: int) -> OldRefusal:
-    """What a 4,097-byte password cost before: passlib raises at once, nothing is hashed."""
-    from fastkit.auth import PasswordHasher
-
-    hasher = PasswordHasher()
-    stored = hasher.hash(apps.PASSWORD)
-    old = OldRefusal()
-    for _ in range(samples):
-        started = time.perf_counter()
+    next_at = start
+    for _ in range(MAX_REQUESTS):
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        sent = time.perf_counter()
+        if sent >= deadline:
+            return
         try:
-            hasher.context.verify(LONG_PASSWORD, stored)
-        except ValueError:
-            old.raised.append(time.perf_counter() - started)
-        else:
-            sys.exit("passlib verified a 4,097-byte password instead of refusing it")
-        started = time.perf_counter()
-        hasher.context.verify(WRONG_PASSWORD, stored)
-        old.verified.append(time.perf_counter() - started)
-    return old
-
-
-def run_timing(args: argparse.Namespace) -> tuple[list[TimingLayer], OldRefusal, str]:
-    hashing = argon2_label()
-    servers = [
-        Server(
-            f"auth_router, max_password_length={size}",
-            factory,
-            apps.FASTKIT_TOKEN_PATH,
-            hashing,
-            refused_status=400,
-        )
-        for size, factory in (
-            (1024, "fastkit_login"),
-            (apps.LONG_MAX_PASSWORD, "fastkit_login_long"),
-        )
-    ]
-    with contextlib.ExitStack() as stack:
-        for server in servers:
-            start(server, stack.enter_context(tempfile.TemporaryFile()))
-            stack.callback(stop, server)
-        for server in servers:
-            wait_ready(server)
-        layers = asyncio.run(time_logins(servers, args.samples))
-        for server in servers:
-            if server.process is not None and server.process.poll() is not None:
-                sys.exit(f"{server.name} server died:\n{server_log(server)}")
-    return layers, time_old_refusal(args.samples), hashing
-
-
-def render_timing(
-    layers: list[TimingLayer],
-    old: OldRefusal,
-    hashing: str,
-    args: argparse.Namespace,
-    load_before: float,
-) -> tuple[str, str, bool]:
-    low, high = TIMING_BAND
-    header = [
-        "where",
-        "unknown",
-        "known, wrong",
-        "unknown/known",
-        "unknown, 4,097 B",
-        "known, wrong 4,097 B",
-        "unknown/known 4,097 B",
-        "answers",
-    ]
-    rows, ratios = [], []
-    for layer in layers:
-        normal, long = layer.ratio("unknown", "known"), layer.ratio("unknown long", "known long")
-        ratios += [normal, long]
-        rows.append(
-            [
-                layer.name,
-                *(f"{layer.median(case):.1f} ms" for case in ("unknown", "known")),
-                f"{normal:.2f}",
-                *(f"{layer.median(case):.1f} ms" for case in ("unknown long", "known long")),
-                f"{long:.2f}",
-                "/".join(layer.expected[case] for case in TIMING_CASES),
-            ]
-        )
-    holds = all(low <= r <= high for r in ratios)
-    verdict = "PASS" if holds else "MISS"
-    worst = max(ratios, key=lambda r: abs(math.log(r)))
-    raised = statistics.median(old.raised) * 1000
-    verified = statistics.median(old.verified) * 1000
-    old_line = (
-        f"old refusal, for the record: context.verify(4,097 B, stored) raised ValueError in "
-        f"{raised:.3f} ms vs {verified:.1f} ms for a real verification, so unknown/known "
-        f"for a long password was {verified / raised:,.0f}"
-    )
-    target = f"unknown/known within {low:g}-{high:g} in every row (worst {worst:.2f})"
-    lines = text_table(header, rows)
-    lines.insert(0, f"3. Login timing, unknown vs known user (median of {args.samples}, ms)")
-    lines += [old_line, f"{target}: {verdict}"]
-    md = [
-        "## User enumeration by timing",
-        "",
-        f"`python bench/auth.py --part timing --samples {args.samples}`: one user, "
-        f"`PasswordHasher()` at default costs ({hashing}); `authenticate` awaits "
-        "`hasher.averify(password, stored)` for the known user and "
-        "`hasher.adummy_verify()` for an unknown one (`_auth_apps.fastkit_authenticate`). "
-        f"{args.samples} interleaved rounds (after one uncounted), each one sequential login "
-        "per case and row, the case order balanced (each case follows each other as often, "
-        "a Williams square); wall clock per login, median. Four cases: "
-        "an unknown user or the known user with a wrong password, either normal "
-        f"({len(WRONG_PASSWORD)} bytes) or 4,097 bytes (one over passlib's limit). Rows: "
-        "that `authenticate` called directly; `POST /auth/token` through uvicorn to "
-        "`auth_router` as configured by default, which answers 422 to a password over "
-        "1,024 characters before `authenticate` runs; and the same router with "
-        f"`max_password_length={apps.LONG_MAX_PASSWORD}`, so that 4,097 bytes reach the "
-        f"hasher. {describe_server()}, client on the same machine; Python "
-        f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU(s), "
-        f"libpass {version('libpass')}, argon2-cffi {version('argon2-cffi')}, "
-        f"{describe_load(load_before)}.",
-        "",
-        *md_table(header, rows),
-        "",
-        f"*answers*: what each case got, in column order ({', '.join(TIMING_CASES)}).",
-        "",
-        f"For the record, the old refusal: `hasher.context.verify(4,097 bytes, stored)` "
-        f"raises `ValueError` in {raised:.3f} ms (median of {len(old.raised)}) against "
-        f"{verified:.1f} ms for a real verification: an unknown user (a dummy verification) "
-        f"took {verified / raised:,.0f}x as long as the known user with a long password.",
-        "",
-        f"**{target}** {verdict}",
-    ]
-    return "\n".join(lines), "\n".join(md), holds
-
-
-# --- 4. a login flood on the todo example ----------------------------------------------------
-
-ROOT = BENCH_DIR.parent
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"  # loopback only, trust auth
-SHORT_SESSION_COMMIT = "336e928"  # examples/todo: authenticate hashes with no session open
-TODO_SECRET = "bench-auth-flood-secret-0123456789abcdef"
-DEMO_USER = "demo"
-DEMO_PASSWORD = "demo-password-for-the-flood"
-TODOS = 3  # created by the demo user before the flood
-FLOOD_POLL = 0.05  # s between polls, for /health and for /todos
-TODOS_P99_TARGET = 1000.0  # ms
+            status: int | None = (await client.get(url, headers=headers)).status_code
+        except httpx2.HTTPError:
+            status = None
+        record(status, time.perf_counter() - sent)
+        next_at = sent + interval
 
 
 @dataclass
 class Polled:
-    """A poller's answers: counts by status (``error``: no answer) and latencies (s)."""
+    """A poller's answers by status (``error``: none) and latencies (s)."""
 
     statuses: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
@@ -842,59 +319,227 @@ class Polled:
             self.latencies.append(seconds)
 
 
-@dataclass
-class Flood:
-    name: str
-    duration: float
-    concurrency: int
-    logins: Counter[str] = field(default_factory=Counter)  # answers inside the window
-    late_logins: int = 0  # answered after it (in flight when it closed)
-    sent: int = 0
-    retry_after: Counter[str] = field(default_factory=Counter)  # of the 503s
-    health: Polled = field(default_factory=Polled)
-    todos: Polled = field(default_factory=Polled)
-    log: list[str] = field(default_factory=list)  # the server's warnings and errors
-
-    @property
-    def total(self) -> int:
-        return sum(self.logins.values())
+def counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{key}: {n}" for key, n in sorted(counter.items())) or "-"
 
 
-def log_summary(text: str, limit: int = 5) -> list[str]:
-    """The server log's warnings, errors and exceptions, counted by message (no timestamps)."""
-    found: Counter[str] = Counter()
-    for line in text.splitlines():
-        level = re.search(r"\b(WARNING|ERROR|CRITICAL)\b:?\s*(.*)", line)
-        if level:
-            message = re.sub(r"\[[^\]]*\] ", "", level.group(2))  # the request id
-            message = re.sub(r"\b\d+(\.\d+)?ms\b", "(time)", message)  # the access log's
-            found[f"{level.group(1)} {message[:160]}"] += 1
-        elif re.match(r"[A-Za-z_][\w.]*(Error|Exception|Timeout)\w*(:|$)", line):
-            found[f"exception {line[:160]}"] += 1  # the last line of a traceback
-    return [f"{count} x {message}" for message, count in found.most_common(limit)]
+# --- 1. the dependency -------------------------------------------------------------------------
+
+ME_CONFIGS = {
+    "open": ("no auth (reference)", open_me),
+    "baseline": ("hand-written jwt.decode + dict", baseline_me),
+    "fastkit": ("Depends(auth.current_user)", fastkit_me),
+}
 
 
-@contextlib.contextmanager
-def todo_source(rev: str | None) -> Iterator[Path]:
-    """Where to serve ``examples.todo`` from: the repo, or a copy with deps.py at ``rev``."""
-    if rev is None:
-        yield ROOT
-        return
-    deps = subprocess.run(
-        ["git", "show", f"{rev}:examples/todo/deps.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    with tempfile.TemporaryDirectory(prefix="fastkit-bench-todo-") as tmp:
-        shutil.copytree(
-            ROOT / "examples",
-            Path(tmp, "examples"),
-            ignore=shutil.ignore_patterns("__pycache__", "*.db"),
+async def measure_dependency(args: argparse.Namespace) -> dict[str, list[float]]:
+    clock = CLOCKS[args.clock]
+    token = TokenService(secret=SECRET, access_ttl=7200).create_access_token(USER_ID)
+    auth = [(b"authorization", f"Bearer {token}".encode())]
+    apps = {name: factory() for name, (_, factory) in ME_CONFIGS.items()}
+    for name, app in apps.items():
+        exchange = await one_request(app, "/me", "GET", auth)
+        if exchange.status != 200 or json.loads(exchange.body)["id"] != USER_ID:
+            sys.exit(f"/me {name}: unexpected {exchange.status} {exchange.body!r}")
+        bad = [(b"authorization", f"Bearer {token[:-4]}AAAA".encode())]
+        if name != "open" and (await one_request(app, "/me", "GET", bad)).status != 401:
+            sys.exit(f"/me {name} took a bad signature")
+        await drive(app, args.me_warmup, clock, "/me", "GET", auth)
+    rates: dict[str, list[float]] = {name: [] for name in apps}
+    names = list(apps)
+    for round_no in range(args.rounds):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            rates[name].append(await drive(apps[name], args.requests, clock, "/me", "GET", auth))
+    return rates
+
+
+def run_dependency(args: argparse.Namespace, load_before: float) -> tuple[str, bool]:
+    rates = asyncio.run(measure_dependency(args))
+    ratios = {
+        n: [a / b for a, b in zip(r, rates["baseline"], strict=True)] for n, r in rates.items()
+    }
+    open_us = 1e6 / statistics.median(rates["open"])
+    rows = []
+    for name, (label, _) in ME_CONFIGS.items():
+        us = 1e6 / statistics.median(rates[name])
+        r = ratios[name]
+        auth_us = "-" if name == "open" else f"{us - open_us:.1f}"
+        rows.append(
+            [
+                label,
+                f"{1e6 / us:,.0f}",
+                f"{us:.1f}",
+                auth_us,
+                f"{statistics.median(r):.2f}",
+                f"{min(r):.2f}-{max(r):.2f}",
+            ]
         )
-        Path(tmp, "examples", "todo", "deps.py").write_text(deps, encoding="utf-8")
-        yield Path(tmp)
+    ratio = statistics.median(ratios["fastkit"])
+    verdict = "PASS" if ratio >= DEPENDENCY_TARGET else "MISS"
+    header = ["config", "req/s", "us/req", "auth us/req", "vs hand-written", "range"]
+    md = [
+        "## Auth dependency (in-process)",
+        "",
+        f"`python bench/auth.py --part dependency --requests {args.requests} --rounds "
+        f"{args.rounds} --clock {args.clock}`: `bench/_driver.py`'s ASGI driver, "
+        f"{args.rounds} interleaved rounds (order rotating) of {args.requests} sequential "
+        "`GET /me` with an HS256 bearer token per app; median round. *vs hand-written* is the "
+        "median per-round ratio to the hand-written endpoint, with its range; *auth us/req* "
+        "the time over the no-auth reference. Every app has `install_exception_handlers` and "
+        f"no response model. FastAPI {fastapi.__version__}, PyJWT {jwt.__version__}; "
+        f"{machine(load_before)}.",
+        "",
+        "- fastkit: `me(user: Annotated[User, Depends(auth.current_user)])`, "
+        "`JWTAuth(TokenService(secret=...), user_loader=<async dict lookup>)`.",
+        '- hand-written: `jwt.decode(token, SECRET, algorithms=["HS256"])` on the '
+        "`Authorization` header read from `Request`, then a dict lookup.",
+        "",
+        *md_table(header, rows),
+        "",
+        f"**fastkit / hand-written jwt.decode: {ratio:.2f}** "
+        f"(target >= {DEPENDENCY_TARGET:.2f}) {verdict}",
+    ]
+    return "\n".join(md), verdict == "PASS"
+
+
+# --- 2. user enumeration by timing ---------------------------------------------------------
+
+LONG_PASSWORD = "x" * 4097  # one byte over passlib's 4,096
+WRONG_PASSWORD = "not the password"
+TIMING_CASES = {  # in the order of the columns
+    "unknown": ("mallory", WRONG_PASSWORD),
+    "known": (USERNAME, WRONG_PASSWORD),
+    "unknown long": ("mallory", LONG_PASSWORD),
+    "known long": (USERNAME, LONG_PASSWORD),
+}
+TIMING_BAND = (0.8, 1.2)
+# Each round's case order (a Williams square: every case follows every other as often), so
+# that a fast 422 case is not always timed right after a 64 MiB hash evicted the caches.
+TIMING_ORDERS = ((0, 1, 3, 2), (1, 2, 0, 3), (2, 3, 1, 0), (3, 0, 2, 1))
+TIMING_BUDGET = 900.0  # s for all the rounds, whatever --samples says
+
+
+async def time_logins(
+    layers: dict[str, tuple[Callable[[str, str], Awaitable[str]], dict[str, str]]], samples: int
+) -> dict[str, dict[str, list[float]]]:
+    """Per layer and case, the login times of ``samples`` rounds (after one uncounted)."""
+    times = {layer: {case: [] for case in TIMING_CASES} for layer in layers}
+    names, deadline = list(TIMING_CASES), time.monotonic() + TIMING_BUDGET
+    for round_no in range(samples + 1):
+        for layer, (attempt, expected) in layers.items():
+            for case in (names[i] for i in TIMING_ORDERS[round_no % 4]):
+                started = time.perf_counter()
+                answer = await attempt(*TIMING_CASES[case])
+                if answer != expected[case]:
+                    sys.exit(f"{layer}, {case}: answered {answer}, expected {expected[case]}")
+                if round_no:
+                    times[layer][case].append(time.perf_counter() - started)
+        if time.monotonic() > deadline:
+            print(f"warning: timing stopped after {round_no} rounds", file=sys.stderr)
+            break
+    return times
+
+
+def run_timing(args: argparse.Namespace, load_before: float) -> tuple[str, bool]:
+    import httpx2
+
+    servers = [
+        Server(f"auth_router, max_password_length={n}", factory)
+        for n, factory in ((1024, "fastkit_login"), (LONG_MAX_PASSWORD, "fastkit_login_long"))
+    ]
+    authenticate = make_authenticate(PasswordHasher())
+
+    async def direct(username: str, password: str) -> str:
+        return str(await authenticate(username, password))
+
+    async def main() -> dict[str, dict[str, list[float]]]:
+        async with httpx2.AsyncClient(timeout=60.0) as client:
+
+            def through(server: Server) -> Callable[[str, str], Awaitable[str]]:
+                async def attempt(username: str, password: str) -> str:
+                    form = {"grant_type": "password", "username": username, "password": password}
+                    response = await client.post(server.url(server.token_path), data=form)
+                    return str(response.status_code)
+
+                return attempt
+
+            refused, long_422 = (
+                dict.fromkeys(TIMING_CASES, "400"),
+                {"unknown long": "422", "known long": "422"},
+            )
+            return await time_logins(
+                {
+                    "authenticate called directly": (direct, dict.fromkeys(TIMING_CASES, "None")),
+                    f"{servers[0].name} (uvicorn)": (through(servers[0]), {**refused, **long_422}),
+                    f"{servers[1].name} (uvicorn)": (through(servers[1]), refused),
+                },
+                args.samples,
+            )
+
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            server.start(stack)
+        for server in servers:
+            server.wait()
+        times = asyncio.run(main())
+        for server in servers:
+            server.check_alive()
+    low, high = TIMING_BAND
+    header = [
+        "where",
+        "unknown",
+        "known, wrong",
+        "ratio",
+        "unknown 4,097 B",
+        "known 4,097 B",
+        "ratio",
+    ]
+    rows, ratios = [], []
+    for layer, cases in times.items():
+        ms = {case: statistics.median(t) * 1000 for case, t in cases.items()}
+        pair = [ms["unknown"] / ms["known"], ms["unknown long"] / ms["known long"]]
+        ratios += pair
+        rows.append(
+            [
+                layer,
+                f"{ms['unknown']:.1f} ms",
+                f"{ms['known']:.1f} ms",
+                f"{pair[0]:.2f}",
+                f"{ms['unknown long']:.1f} ms",
+                f"{ms['known long']:.1f} ms",
+                f"{pair[1]:.2f}",
+            ]
+        )
+    holds = all(low <= r <= high for r in ratios)
+    worst = max(ratios, key=lambda r: abs(math.log(r)))
+    md = [
+        "## User enumeration by timing",
+        "",
+        f"`python bench/auth.py --part timing --samples {args.samples}`: one user, "
+        f"`PasswordHasher()` at default costs ({argon2_label()}); `authenticate` awaits "
+        "`averify` for the known user and `adummy_verify()` for an unknown one. "
+        f"{args.samples} rounds (after one uncounted) of one login per case and row, case "
+        "order balanced; wall clock, median. The default router answers 422 to the "
+        "4,097-byte cases before `authenticate` runs; with `max_password_length=8192` they "
+        f"reach the hasher. {describe_server()}, client on the same machine; "
+        f"{machine(load_before)}.",
+        "",
+        *md_table(header, rows),
+        "",
+        f"**unknown/known within {low:g}-{high:g} in every row (worst {worst:.2f})** "
+        + ("PASS" if holds else "MISS"),
+    ]
+    return "\n".join(md), holds
+
+
+# --- 3. a login flood on the todo example ----------------------------------------------------
+
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"  # loopback only, trust auth
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-password-for-the-flood"
+TODOS = 3
+FLOOD_POLL = 0.05  # s between polls of /health and of /todos
+TODOS_P99_TARGET = 1000.0  # ms
 
 
 @contextlib.contextmanager
@@ -915,246 +560,136 @@ def fresh_schema() -> Iterator[str]:
         engine.dispose()
 
 
-def start_todo(cwd: Path, schema: str, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
-    """``uvicorn examples.todo.main:app``, one worker, on PostgreSQL, default argon2 costs."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSWORD_HASH_")}
-    env.update(
-        DATABASE_URL=PG_URL,
-        DATABASE_SCHEMA=schema,
-        REDIS_URL="",  # logouts in memory: one worker, and no Redis traffic in the figures
-        JWT_SECRET=TODO_SECRET,
-        DEMO_USERNAME=DEMO_USER,
-        DEMO_PASSWORD=DEMO_PASSWORD,
-        LOG_LEVEL="WARNING",  # the app's warnings and errors, not a line per request
-    )
-    command = [
-        sys.executable, "-m", "uvicorn", "examples.todo.main:app", "--host", HOST,
-        "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-    )
-    return process, port
-
-
-async def flood(name: str, base: str, duration: float, concurrency: int) -> Flood:
-    """Log in, create todos, then bogus logins from ``concurrency`` tasks while polling."""
+async def flood(
+    base: str, duration: float, concurrency: int
+) -> tuple[Counter[str], Counter[str], Polled, Polled]:
+    """The demo user makes todos; then bogus logins from ``concurrency`` tasks while polling."""
     import httpx2
 
-    result = Flood(name, duration, concurrency)
     async with httpx2.AsyncClient(base_url=base, timeout=60.0) as client:
         form = {"grant_type": "password", "username": DEMO_USER, "password": DEMO_PASSWORD}
-        response = await client.post("/auth/token", data=form)
-        if response.status_code != 200:
-            sys.exit(f"{name}: the demo login answered {response.status_code} {response.text}")
-        auth = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        token = (await client.post("/auth/token", data=form)).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
         for i in range(TODOS):
-            response = await client.post("/todos", json={"title": f"todo {i + 1}"}, headers=auth)
-            if response.status_code != 201:
-                sys.exit(f"{name}: POST /todos answered {response.status_code} {response.text}")
-        response = await client.get("/todos", headers=auth)
-        if response.status_code != 200 or response.json()["data"]["total"] != TODOS:
-            sys.exit(f"{name}: GET /todos answered {response.status_code} {response.text}")
-
-    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            await client.post("/todos", json={"title": f"todo {i + 1}"}, headers=auth)
+        listed = await client.get("/todos", headers=auth)
+        if listed.status_code != 200 or listed.json()["data"]["total"] != TODOS:
+            sys.exit(f"GET /todos answered {listed.status_code} {listed.text}")
+    logins, retry_after, health, todos = Counter[str](), Counter[str](), Polled(), Polled()
+    limits = httpx2.Limits(max_connections=concurrency)
     async with (
-        httpx2.AsyncClient(base_url=base, timeout=60.0, limits=limits) as logins,
-        httpx2.AsyncClient(base_url=base, timeout=60.0) as health,
-        httpx2.AsyncClient(base_url=base, timeout=60.0) as todos,
+        httpx2.AsyncClient(base_url=base, timeout=60.0, limits=limits) as login_client,
+        httpx2.AsyncClient(base_url=base, timeout=60.0) as health_client,
+        httpx2.AsyncClient(base_url=base, timeout=60.0) as todos_client,
     ):
-        await health.get("/health")  # open the pollers' connections outside the window
-        await todos.get("/todos", headers=auth)
+        await health_client.get("/health")  # open the pollers' connections first
+        await todos_client.get("/todos", headers=auth)
         start = time.perf_counter()
         deadline = start + duration
 
         async def bogus_logins(seed: int) -> None:
             rng = random.Random(seed)
-            while time.perf_counter() < deadline and result.sent < MAX_LOGINS:
-                result.sent += 1
-                guess = f"guess-{rng.getrandbits(64):016x}"
-                username = f"nobody-{rng.getrandbits(64):016x}" if rng.random() < 0.5 else DEMO_USER
-                form = {"grant_type": "password", "username": username, "password": guess}
+            for _ in range(MAX_REQUESTS):
+                if time.perf_counter() >= deadline:
+                    return
+                user = f"nobody-{rng.getrandbits(64):016x}" if rng.random() < 0.5 else DEMO_USER
+                form = {"grant_type": "password", "username": user, "password": "guess"}
                 try:
-                    response = await logins.post("/auth/token", data=form)
+                    response = await login_client.post("/auth/token", data=form)
+                    answer = str(response.status_code)
+                    if answer == "503":
+                        retry_after[response.headers.get("retry-after", "none")] += 1
                 except httpx2.HTTPError as error:
                     answer = type(error).__name__
-                else:
-                    answer = str(response.status_code)
-                    if response.status_code == 503:
-                        result.retry_after[response.headers.get("retry-after", "none")] += 1
                 if time.perf_counter() <= deadline:
-                    result.logins[answer] += 1
-                else:
-                    result.late_logins += 1
+                    logins[answer] += 1
 
-        window = {"start": start, "deadline": deadline, "interval": FLOOD_POLL}
-        # In-flight logins finish after the window; the outer bound catches a wedged server.
         await asyncio.wait_for(
             asyncio.gather(
-                poll(health, "/health", record=result.health.record, **window),
-                poll(todos, "/todos", record=result.todos.record, headers=auth, **window),
+                poll(health_client, "/health", start, deadline, FLOOD_POLL, health.record),
+                poll(todos_client, "/todos", start, deadline, FLOOD_POLL, todos.record, auth),
                 *(bogus_logins(seed) for seed in range(concurrency)),
             ),
             timeout=duration + 120,
         )
-    return result
+    return logins, retry_after, health, todos
 
 
-def run_flood(args: argparse.Namespace) -> list[Flood]:
-    variants: list[tuple[str, str | None]] = [("short session (now)", None)]
-    if args.before_rev:
-        found = subprocess.run(
-            ["git", "rev-parse", "--short", f"{args.before_rev}^{{commit}}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+def log_summary(text: str, limit: int = 3) -> str:
+    """The server log's warnings and errors, counted by message (no times, no request ids)."""
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        if level := re.search(r"\b(WARNING|ERROR|CRITICAL)\b:?\s*(.*)", line):
+            message = re.sub(r"\[[^\]]*\] |\b\d+(\.\d+)?ms\b", "", level.group(2))
+            found[f"{level.group(1)} {message[:120]}"] += 1
+    return "; ".join(f"{n} x `{m}`" for m, n in found.most_common(limit)) or "no warnings"
+
+
+def run_flood(args: argparse.Namespace, load_before: float) -> tuple[str, bool]:
+    with contextlib.ExitStack() as stack:
+        schema = stack.enter_context(fresh_schema())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PASSWORD_HASH_")}
+        env.update(
+            DATABASE_URL=PG_URL,
+            DATABASE_SCHEMA=schema,
+            REDIS_URL="",
+            JWT_SECRET="bench-auth-flood-secret-0123456789abcdef",
+            DEMO_USERNAME=DEMO_USER,
+            DEMO_PASSWORD=DEMO_PASSWORD,
+            LOG_LEVEL="WARNING",
         )
-        if found.returncode:
-            print(
-                f"warning: no commit {args.before_rev!r}; only the current example", file=sys.stderr
-            )
-        else:
-            short = found.stdout.strip()
-            variants.append((f"session held ({args.before_rev} = {short})", args.before_rev))
-    results = []
-    for name, rev in variants:
-        with contextlib.ExitStack() as stack:  # unwinds: server, log, schema, copy
-            source = stack.enter_context(todo_source(rev))
-            schema = stack.enter_context(fresh_schema())
-            log = stack.enter_context(tempfile.TemporaryFile())
-            process, port = start_todo(source, schema, log)
-            stack.callback(stop_process, process, 15.0)
-            base = f"http://{HOST}:{port}"
-            status, body = wait_health(name, process, log, f"{base}/health", timeout=60.0)
-            if status != 200:
-                sys.exit(f"{name}: /health answered {status} {body[:200]!r}")
-            result = asyncio.run(flood(name, base, args.flood_duration, args.flood_concurrency))
-            if process.poll() is not None:
-                sys.exit(f"{name} server died:\n{read_log(log, tail=4000)}")
-            result.log = log_summary(read_log(log))
-        results.append(result)
-        print(
-            f"{name}: {result.total / result.duration:.0f} logins/s, "
-            f"/todos p99 {percentile(result.todos.latencies, 0.99):.0f} ms",
-            file=sys.stderr,
-        )
-    return results
-
-
-def describe_example() -> str:
-    """Which examples/todo/deps.py 'now' is: HEAD, with or without the short-session commit."""
-
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-
-    head = git("rev-parse", "--short", "HEAD").stdout.strip()
-    landed = git("merge-base", "--is-ancestor", SHORT_SESSION_COMMIT, "HEAD").returncode == 0
-    edited = bool(git("status", "--porcelain", "--", "examples/todo").stdout.strip())
-    return (
-        f"the working tree at {head}, which "
-        + ("includes" if landed else "does NOT include")
-        + f" {SHORT_SESSION_COMMIT}"
-        + (", with uncommitted changes in examples/todo" if edited else "")
-    )
-
-
-def counts(counter: Counter[str]) -> str:
-    return ", ".join(f"{key}: {n}" for key, n in sorted(counter.items())) or "-"
-
-
-def render_flood(
-    floods: list[Flood], args: argparse.Namespace, load_before: float
-) -> tuple[str, str, bool]:
-    login_header = ["app", "400", "503", "other", "logins/s", "400/s", "503 share", "Retry-After"]
-    login_rows = []
-    for f in floods:
-        other = {k: n for k, n in f.logins.items() if k not in ("400", "503")}
-        login_rows.append(
-            [
-                f.name,
-                str(f.logins["400"]),
-                str(f.logins["503"]),
-                counts(Counter(other)) if other else "0",
-                f"{f.total / f.duration:.1f}",
-                f"{f.logins['400'] / f.duration:.1f}",
-                f"{f.logins['503'] / max(f.total, 1):.0%}",
-                counts(Counter({f"{k} s": n for k, n in f.retry_after.items()})),
-            ]
-        )
-    poll_header = ["app", "endpoint", "answers", "p50", "p99", "max"]
-    poll_rows = [
-        [
-            f.name,
-            endpoint,
-            counts(polled.statuses),
-            f"{percentile(polled.latencies, 0.5):.1f} ms",
-            f"{percentile(polled.latencies, 0.99):.1f} ms",
-            f"{percentile(polled.latencies, 1.0):.1f} ms",
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "examples.todo.main:app",
+            "--host",
+            HOST,
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+            "--no-access-log",
         ]
-        for f in floods
-        for endpoint, polled in (("GET /health", f.health), ("GET /todos", f.todos))
-    ]
-
-    def targets(f: Flood) -> tuple[bool, str]:
-        health_503 = f.health.statuses["503"]
-        p99 = percentile(f.todos.latencies, 0.99)
-        ok = health_503 == 0 and p99 < TODOS_P99_TARGET
-        return ok, (
-            f"{f.name}: /health 503s {health_503} (target 0), /todos p99 {p99:.0f} ms "
-            f"(target < {TODOS_P99_TARGET:.0f} ms): {'PASS' if ok else 'MISS'}"
+        server = Server("examples/todo", command=command, cwd=BENCH_DIR.parent, env=env)
+        server.start(stack)
+        server.wait()
+        logins, retry_after, health, todos = asyncio.run(
+            flood(server.url(""), args.duration, args.flood_concurrency)
         )
-
-    holds, target_line = targets(floods[0])
-    others = [targets(f)[1] + " (for contrast)" for f in floods[1:]]
-    logs = [
-        f"{f.name} server log: " + ("; ".join(f.log) if f.log else "no warnings or errors")
-        for f in floods
+        server.check_alive()
+        log = log_summary(read_log(server.log))
+    total = sum(logins.values())
+    rows = [
+        [
+            f"GET {path}",
+            counts(polled.statuses),
+            *(f"{percentile(polled.latencies, q):.1f} ms" for q in (0.5, 0.99, 1.0)),
+        ]
+        for path, polled in (("/health", health), ("/todos", todos))
     ]
-    lines = [
-        f"4. Login flood on examples/todo (PostgreSQL, {args.flood_concurrency} tasks, "
-        f"{args.flood_duration:g} s)",
-        *text_table(login_header, login_rows),
-        "",
-        *text_table(poll_header, poll_rows),
-        *logs,
-        *others,
-        target_line,
-    ]
+    p99 = percentile(todos.latencies, 0.99)
+    holds = health.statuses["503"] == 0 and p99 < TODOS_P99_TARGET
     md = [
         "## Login flood on the todo example (PostgreSQL)",
         "",
-        f"`python bench/auth.py --part flood --duration {args.flood_duration:g} "
+        f"`python bench/auth.py --part flood --duration {args.duration:g} "
         f"--flood-concurrency {args.flood_concurrency}`: `uvicorn examples.todo.main:app` "
-        f"({describe_server()}) on PostgreSQL 127.0.0.1 (a fresh schema, dropped after), "
-        "default argon2 costs, `JWT_SECRET` and a demo user set, no Redis. The demo user logs "
-        f"in and creates {TODOS} todos; then for {args.flood_duration:g} s "
-        f"{args.flood_concurrency} asyncio tasks (httpx2, one connection each) post bogus "
-        "logins back to back, half random unknown usernames and half wrong passwords for the "
-        f"demo user, while two pollers `GET /health` and an authenticated `GET /todos` "
-        f"every {FLOOD_POLL * 1000:.0f} ms (sequentially, each on its own connection). "
-        "Logins counted inside the window; *503 share* is of all logins, *Retry-After* the "
-        "values the 503s carried. Latencies are of every answer, nearest rank. "
-        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPU(s), "
-        f"{describe_load(load_before)}.",
+        f"({describe_server()}) on a fresh PostgreSQL schema, default argon2 costs, no Redis. "
+        f"The demo user creates {TODOS} todos; then {args.flood_concurrency} asyncio tasks "
+        f"post bogus logins (half unknown users, half wrong passwords for the demo user) for "
+        f"{args.duration:g} s while `/health` and an authenticated `/todos` are polled "
+        f"every {FLOOD_POLL * 1000:.0f} ms, each on its own connection. {machine(load_before)}.",
         "",
-        "- *short session (now)*: `Services.authenticate` looks the user up in a short "
-        f"session, closes it, then hashes ({describe_example()}).",
-        f"- *session held*: the same example with `examples/todo/deps.py` from before "
-        f"{SHORT_SESSION_COMMIT} (a temporary copy, not committed): the session, hence a "
-        "pooled connection, stays open while the login waits for and runs its hash.",
+        f"Logins: {total / args.duration:.1f}/s; answers {counts(logins)}; the 503s' "
+        f"Retry-After (s) {counts(retry_after)}. Server log: {log}.",
         "",
-        *md_table(login_header, login_rows),
+        *md_table(["endpoint", "answers", "p50", "p99", "max"], rows),
         "",
-        *md_table(poll_header, poll_rows),
-        "",
-        *(f"- {line}" for line in logs),
-        "",
-        *(f"- {line}" for line in others),
-        "",
-        f"**{target_line}**",
+        f"**/health 503s: {health.statuses['503']} (target 0), /todos p99 {p99:.0f} ms "
+        f"(target < {TODOS_P99_TARGET:.0f} ms)** " + ("PASS" if holds else "MISS"),
     ]
-    return "\n".join(lines), "\n".join(md), holds
+    return "\n".join(md), holds
 
 
 # --- main --------------------------------------------------------------------------------
@@ -1164,79 +699,42 @@ def _raise_exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+PARTS = {"dependency": run_dependency, "timing": run_timing, "flood": run_flood}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--part", choices=["all", "login", "dependency", "timing", "flood"], default="all"
-    )
-    parser.add_argument(
-        "--duration", type=float, help="seconds per login phase (8) and of the flood (20)"
-    )
-    parser.add_argument("--concurrency", type=int, default=16, help="login loops under load")
-    parser.add_argument("--interval", type=float, default=20.0, help="ms between /health polls")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load first")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--part", choices=["all", *PARTS], default="all")
+    parser.add_argument("--duration", type=float, default=20.0, help="s of the flood")
     parser.add_argument("--requests", type=int, default=1_000, help="/me requests per round")
     parser.add_argument("--rounds", type=int, default=30, help="/me rounds")
     parser.add_argument("--me-warmup", type=int, default=500, help="/me requests first")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="/me clock")
     parser.add_argument("--samples", type=int, default=30, help="logins per timing case")
     parser.add_argument("--flood-concurrency", type=int, default=60, help="bogus login tasks")
-    parser.add_argument(
-        "--before-rev",
-        default=f"{SHORT_SESSION_COMMIT}^",
-        help="also flood the todo example with examples/todo/deps.py at this revision ('' to skip)",
-    )
     parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
     args = parser.parse_args(argv)
-    args.flood_duration = 20.0 if args.duration is None else args.duration
-    args.duration = 8.0 if args.duration is None else args.duration
     if not (
         0 < args.duration <= 60
-        and 0 <= args.warmup <= 30
-        and 1 <= args.concurrency <= 64
-        and 5 <= args.interval <= 1000
         and 1 <= args.requests <= 100_000
         and 1 <= args.rounds <= 200
         and 0 <= args.me_warmup <= 100_000
         and 1 <= args.samples <= 200
         and 1 <= args.flood_concurrency <= 200
     ):
-        parser.error(
-            "keep it bounded: 0 < --duration <= 60, --warmup 0-30, --concurrency 1-64, "
-            "--interval 5-1000, --requests 1-100000, --rounds 1-200, --me-warmup 0-100000, "
-            "--samples 1-200, --flood-concurrency 1-200"
-        )
-    signal.signal(signal.SIGTERM, _raise_exit)  # so that `finally` stops the servers
+        parser.error("keep it bounded: see --help for each option's range")
+    signal.signal(signal.SIGTERM, _raise_exit)  # so that the ExitStacks stop the servers
     load_before = os.getloadavg()[0]
-    if load_before > 0.5:
-        print(
-            f"note: load average is {load_before:.2f}; other work may skew the figures",
-            file=sys.stderr,
-        )
-
     outputs = []
-    if args.part in ("all", "login"):
-        servers = run_login(args)
-        table, markdown, _ = render_login(servers, args, load_before)
-        outputs.append(("login", table, markdown))
-    if args.part in ("all", "dependency"):
-        rates = asyncio.run(run_dependency(args))
-        table, markdown, _ = render_dependency(rates, args, load_before)
-        outputs.append(("dependency", table, markdown))
-    if args.part in ("all", "timing"):
-        layers, old, hashing = run_timing(args)
-        table, markdown, _ = render_timing(layers, old, hashing, args, load_before)
-        outputs.append(("timing", table, markdown))
-    if args.part in ("all", "flood"):
-        floods = run_flood(args)
-        table, markdown, _ = render_flood(floods, args, load_before)
-        outputs.append(("flood", table, markdown))
-
-    print("\n\n".join(table for _, table, _ in outputs))
+    for name, run in PARTS.items():
+        if args.part in ("all", name):
+            markdown, _ = run(args, load_before)
+            print(markdown, end="\n\n", flush=True)
+            outputs.append((name, markdown))
     if not args.no_write:
-        for name, _, markdown in outputs:
-            path = write_section(name, markdown, RESULTS, TITLE)
-        print(f"\nwrote {path}")
+        for name, markdown in outputs:
+            write_section(name, markdown, RESULTS, TITLE)
+        print(f"wrote {RESULTS}")
     return 0
 
 
