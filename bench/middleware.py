@@ -1,81 +1,149 @@
-"""In-process middleware overhead: requests/second through each app, relative to bare FastAPI.
+"""Middleware overhead: requests/second through each app, relative to bare FastAPI.
 
-No server and no HTTP client: the ASGI ``scope``/``receive``/``send`` are built by hand and
-the app is awaited in a loop on one asyncio event loop, so the figures show the cost of the
-middleware itself. Each config is warmed up, then the configs are interleaved for several
-rounds (the order rotates each round). Ratios are taken within a round and the median
-round ratio is reported, so they compare runs of the same process moments apart;
-absolute req/s depend on the machine. Time is the driving thread's CPU time by default
-(``--clock wall`` for elapsed time): the loop never waits, so the two agree on an idle
-machine, and CPU time leaves out the moments other processes held the CPU.
+In-process (the default): no server and no HTTP client. The ASGI ``scope``/``receive``/
+``send`` are built by hand (``_driver.drive``) and each app awaited in a loop on one event
+loop, so the figures show the cost of the middleware itself. Each config is warmed up, then
+the configs are interleaved for several rounds (the order rotates each round); ratios are
+taken within a round and the median reported. Time is the driving thread's CPU time by
+default (``--clock wall`` for elapsed time).
 
-    hatch run bench:middleware                    # full run, ~1-2 min
+End to end (``--e2e``): ``bare`` and ``setup`` served by two uvicorn workers (this module's
+factories), loaded in turn by an asyncio httpx2 client on the same machine; read the ratio.
+
+    hatch run bench:middleware                    # in-process, ~1-2 min
     hatch run bench:middleware --requests 2000    # quick look
     hatch run bench:middleware --profile setup    # cProfile one config instead
+    hatch run bench:middleware --e2e              # through uvicorn, ~1 min
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
-import io
 import json
 import logging
 import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import _apps
 import fastapi
 import starlette
-from _asgi import CLOCKS, drive, one_request
-from _results import RESULTS, write_section
+import uvicorn
+from _driver import (
+    CLOCKS,
+    HOST,
+    drive,
+    free_port,
+    one_request,
+    read_log,
+    stop_process,
+    uvicorn_command,
+    write_section,
+)
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI, Request, Response
 
-ASGIApp = Callable[..., Any]
+import fastkit
+
+ITEM = {"id": 1, "name": "widget", "price": 9.99, "in_stock": True}
+OURS = ("x-request-id", "x-process-time", "server-timing")
 
 
-@dataclass(frozen=True)
-class Config:
-    key: str
-    label: str
-    factory: Callable[[], fastapi.FastAPI]
-    headers: tuple[str, ...]  # response headers that must be present
+class DiscardHandler(logging.Handler):
+    """Takes every record through ``Handler.handle`` (filters, lock, emit) and writes nothing."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
 
 
-CONFIGS = [
-    Config("bare", "(1) bare FastAPI", _apps.bare, ()),
-    Config(
-        "setup",
-        "(2) fastkit.setup(app) defaults",
-        _apps.with_setup,
-        ("x-request-id", "x-process-time", "server-timing"),
-    ),
-    Config(
-        "setup-nolog",
-        "(2b) fastkit.setup(app, access_log=False)",
-        _apps.with_setup_no_access_log,
-        ("x-request-id", "x-process-time", "server-timing"),
-    ),
-    Config(
-        "seed", '(3) seed @app.middleware("http") timing', _apps.seed_timing, ("x-process-time",)
-    ),
-    Config(
+def quiet_access_log() -> None:
+    """Enable ``fastkit.access`` at INFO with a discarding handler, so records are made."""
+    logger = logging.getLogger("fastkit.access")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(isinstance(h, DiscardHandler) for h in logger.handlers):
+        logger.addHandler(DiscardHandler(logging.INFO))
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    # No return annotation: a response model would make the endpoint dearer and hide the
+    # middleware's share.
+    @app.get("/item")
+    async def item():  # type: ignore[no-untyped-def]
+        return {"id": 1, "name": "widget", "price": 9.99, "in_stock": True}
+
+    return app
+
+
+# The apps compared; uvicorn serves ``bare`` and ``setup`` as ``middleware:<name>``.
+def bare() -> FastAPI:
+    return _app()
+
+
+def setup() -> FastAPI:
+    quiet_access_log()
+    return fastkit.setup(_app())
+
+
+def setup_nolog() -> FastAPI:
+    return fastkit.setup(_app(), access_log=False)
+
+
+def seed() -> FastAPI:
+    """The timing middleware as the seed app wrote it: ``@app.middleware("http")``."""
+    app = _app()
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+        start = time.time()
+        response = await call_next(request)
+        response.headers["X-Process-Time"] = str(time.time() - start)
+        return response
+
+    return app
+
+
+def with_middleware(cls: Any) -> Callable[[], FastAPI]:
+    def factory() -> FastAPI:
+        app = _app()
+        app.add_middleware(cls)
+        return app
+
+    return factory
+
+
+CONFIGS: list[tuple[str, str, Callable[[], FastAPI], tuple[str, ...]]] = [
+    ("bare", "(1) bare FastAPI", bare, ()),
+    ("setup", "(2) fastkit.setup(app) defaults", setup, OURS),
+    ("setup-nolog", "(2b) fastkit.setup(app, access_log=False)", setup_nolog, OURS),
+    ("seed", '(3) seed @app.middleware("http") timing', seed, ("x-process-time",)),
+    (
         "cid",
         "(4a) asgi-correlation-id CorrelationIdMiddleware",
-        _apps.correlation_id,
+        with_middleware(CorrelationIdMiddleware),
         ("x-request-id",),
     ),
-    Config("rid", "(4b) fastkit RequestIDMiddleware", _apps.request_id, ("x-request-id",)),
-    Config(
-        "timing", "(5) fastkit TimingMiddleware", _apps.timing, ("x-process-time", "server-timing")
+    (
+        "rid",
+        "(4b) fastkit RequestIDMiddleware",
+        with_middleware(fastkit.RequestIDMiddleware),
+        ("x-request-id",),
     ),
+    ("timing", "(5) fastkit TimingMiddleware", with_middleware(fastkit.TimingMiddleware), OURS[1:]),
 ]
+LABELS = {key: label for key, label, _, _ in CONFIGS}
 TARGETS = [  # (numerator, denominator, description, minimum)
     ("setup", "bare", "(2)/(1)  setup(app) vs bare FastAPI", 0.80),
     ("setup", "seed", "(2)/(3)  setup(app) vs seed timing middleware", 2.5),
@@ -83,175 +151,228 @@ TARGETS = [  # (numerator, denominator, description, minimum)
 ]
 
 
-ASGIApp = Callable[..., Any]
+def check(label: str, status: int, body: bytes, names: set[str], wanted: tuple[str, ...]) -> None:
+    """Exit with a message unless the response is the one we mean to measure."""
+    problems = [f"status {status}"] if status != 200 else []
+    if json.loads(body or b"null") != ITEM:
+        problems.append(f"unexpected body {body!r}")
+    if missing := [h for h in wanted if h not in names]:
+        problems.append(f"missing headers {missing} (got {sorted(names)})")
+    if problems:
+        sys.exit(f"{label}: " + "; ".join(problems))
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-async def verify(config: Config, app: ASGIApp) -> None:
-    """Check one response of ``app``; exit with a message if it is not what we measure."""
-    capture = _Capture()
+async def verify(key: str, app: Any) -> None:
+    records: list[logging.LogRecord] = []
+    capture = logging.Handler(logging.INFO)
+    capture.emit = records.append  # type: ignore[method-assign]
     access = logging.getLogger("fastkit.access")
     access.addHandler(capture)
     try:
         exchange = await one_request(app)
     finally:
         access.removeHandler(capture)
-    names = {key.decode("latin-1").lower() for key, _ in exchange.headers}
-    problems = []
-    if exchange.status != 200:
-        problems.append(f"status {exchange.status}, expected 200")
-    if not exchange.complete:
-        problems.append("the response never completed")
-    elif json.loads(exchange.body) != _apps.ITEM:
-        problems.append(f"unexpected body {exchange.body!r}")
-    missing = [h for h in config.headers if h not in names]
-    if missing:
-        problems.append(f"missing headers {missing} (got {sorted(names)})")
-    if config.key == "setup":
-        if not access.isEnabledFor(logging.INFO):
-            problems.append("logger fastkit.access is not enabled for INFO")
-        elif len(capture.records) != 1:
-            problems.append(f"expected 1 access log record, got {len(capture.records)}")
-    if problems:
-        sys.exit(f"{config.label}: " + "; ".join(problems))
+    names = {k.decode("latin-1").lower() for k, _ in exchange.headers}
+    _, label, _, wanted = next(c for c in CONFIGS if c[0] == key)
+    check(label, exchange.status, exchange.body if exchange.complete else b"", names, wanted)
+    if key == "setup" and len(records) != 1:
+        sys.exit(f"{label}: expected 1 access log record, got {len(records)}")
 
 
-def paired_ratio(rates: dict[str, list[float]], num: str, den: str) -> list[float]:
-    """Per-round ratios: configs of one round ran back to back, so drift in machine load
-    (other processes, CPU frequency) mostly cancels out of each ratio."""
+async def in_process(args: argparse.Namespace) -> dict[str, list[float]]:
+    apps = {key: factory() for key, _, factory, _ in CONFIGS}
+    for key, app in apps.items():
+        await verify(key, app)
+        await drive(app, args.warmup)
+    rates: dict[str, list[float]] = {key: [] for key in apps}
+    keys = list(apps)
+    for round_no in range(args.rounds):
+        shift = round_no % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            rates[key].append(await drive(apps[key], args.requests, CLOCKS[args.clock]))
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    return rates
+
+
+def ratios(rates: dict[str, list[float]], num: str, den: str) -> list[float]:
+    """Per-round ratios: one round's configs ran moments apart, so load drift cancels out."""
     return [a / b for a, b in zip(rates[num], rates[den], strict=True)]
 
 
-def render(
-    rates: dict[str, list[float]], args: argparse.Namespace, load_before: float
-) -> tuple[str, str]:
-    """The console table and the Markdown section."""
-    width = max(len(c.label) for c in CONFIGS)
-    lines = [
-        f"{'config':<{width}}  {'req/s':>9}  {'vs bare':>7}  {'range vs bare':>13}",
-        "-" * (width + 37),
-    ]
+def render(rates: dict[str, list[float]], args: argparse.Namespace, load: float) -> str:
+    """Print the table and the targets; return the Markdown section."""
+    clock = "the driving thread's CPU time" if args.clock == "cpu" else "wall-clock time"
     md = [
         "## In-process (ASGI driver, no server)",
         "",
         f"`python bench/middleware.py --requests {args.requests} --rounds {args.rounds} "
-        f"--clock {args.clock}`: "
-        f"{args.rounds} interleaved rounds of {args.requests} sequential `GET /item` "
-        "requests per config on one asyncio event loop, timed by "
-        + ("the driving thread's CPU time" if args.clock == "cpu" else "wall-clock time")
-        + "; *req/s* is the median round, "
-        "*vs bare* the median of the per-round ratios, *range* their min-max. "
-        f"Python {platform.python_version()}, FastAPI {fastapi.__version__}, "
-        f"Starlette {starlette.__version__}; {platform.machine()}, {_cpu_count()} CPU(s), "
-        f"load average {load_before:.2f} at start.",
+        f"--clock {args.clock}`: {args.rounds} interleaved rounds of {args.requests} sequential "
+        f"`GET /item` requests per config on one asyncio event loop, timed by {clock}; "
+        "*req/s* is the median round, *vs bare* the median of the per-round ratios, *range* "
+        f"their min-max. Python {platform.python_version()}, FastAPI {fastapi.__version__}, "
+        f"Starlette {starlette.__version__}; {platform.machine()}, {os.cpu_count()} CPU(s), "
+        f"load average {load:.2f} at start.",
         "",
         "| config | req/s | vs bare | range vs bare |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for config in CONFIGS:
-        rate = statistics.median(rates[config.key])
-        ratios = paired_ratio(rates, config.key, "bare")
-        ratio, span = statistics.median(ratios), f"{min(ratios):.2f}-{max(ratios):.2f}"
-        lines.append(f"{config.label:<{width}}  {rate:>9,.0f}  {ratio:>7.2f}  {span:>13}")
-        label = config.label.replace("|", "\\|")
-        md.append(f"| {label} | {rate:,.0f} | {ratio:.2f} | {span} |")
-    lines.append("")
+    width = max(map(len, LABELS.values()))
+    print(f"{'config':<{width}}  {'req/s':>9}  {'vs bare':>7}  {'range vs bare':>13}")
+    for key, label in LABELS.items():
+        rate, per_round = statistics.median(rates[key]), ratios(rates, key, "bare")
+        ratio, span = statistics.median(per_round), f"{min(per_round):.2f}-{max(per_round):.2f}"
+        print(f"{label:<{width}}  {rate:>9,.0f}  {ratio:>7.2f}  {span:>13}")
+        escaped = label.replace("|", "\\|")
+        md.append(f"| {escaped} | {rate:,.0f} | {ratio:.2f} | {span} |")
+    print()
     md += ["", "| target | ratio | goal | result |", "| --- | ---: | ---: | --- |"]
     for num, den, text, goal in TARGETS:
-        ratio = statistics.median(paired_ratio(rates, num, den))
+        ratio = statistics.median(ratios(rates, num, den))
         verdict = "PASS" if ratio >= goal else "MISS"
-        lines.append(f"{text:<58} {ratio:>5.2f}  target >= {goal:.2f}  {verdict}")
+        print(f"{text:<58} {ratio:>5.2f}  target >= {goal:.2f}  {verdict}")
         md.append(f"| {text} | {ratio:.2f} | >= {goal:.2f} | {verdict} |")
     md += [
         "",
         "`setup(app)` logs every request to `fastkit.access` at INFO through a handler "
         "that discards the record (the record is made and handled; nothing is written).",
     ]
-    return "\n".join(lines), "\n".join(md)
-
-
-def _cpu_count() -> int:
-    return os.cpu_count() or 1
+    return "\n".join(md)
 
 
 def profile(key: str, n: int) -> None:
     """Print where the time goes for one config (cProfile, sorted by own time)."""
-    config = next(c for c in CONFIGS if c.key == key)
-    app = config.factory()
+    app = next(factory for k, _, factory, _ in CONFIGS if k == key)()
 
     async def run() -> None:
-        await verify(config, app)
+        await verify(key, app)
         await drive(app, min(n, 1000))  # warm up
-        profiler = cProfile.Profile()
-        profiler.enable()
-        await drive(app, n)
-        profiler.disable()
-        out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out)
-        stats.sort_stats("tottime").print_stats(30)
-        print(f"cProfile of {config.label}, {n} requests\n{out.getvalue()}")
+        with cProfile.Profile() as profiler:
+            await drive(app, n)
+        print(f"cProfile of {LABELS[key]}, {n} requests")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
     asyncio.run(run())
 
 
-async def run(args: argparse.Namespace) -> dict[str, list[float]]:
-    apps = {config.key: config.factory() for config in CONFIGS}
-    for config in CONFIGS:
-        await verify(config, apps[config.key])
-        await drive(apps[config.key], args.warmup)
-    rates: dict[str, list[float]] = {config.key: [] for config in CONFIGS}
-    for round_no in range(args.rounds):
-        shift = round_no % len(CONFIGS)
-        for config in CONFIGS[shift:] + CONFIGS[:shift]:
-            rate = await drive(apps[config.key], args.requests, CLOCKS[args.clock])
-            rates[config.key].append(rate)
-        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-    return rates
+# -- end to end ------------------------------------------------------------------------
+
+
+async def http_load(url: str, connections: int, duration: float) -> float:
+    """Requests/second of ``connections`` concurrent clients on ``url`` for ``duration``."""
+    import httpx2
+
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    counts = {"ok": 0, "failed": 0}
+    async with httpx2.AsyncClient(limits=limits, timeout=5.0) as client:
+        start = time.perf_counter()
+
+        async def worker() -> None:
+            while time.perf_counter() < start + duration:
+                try:
+                    status = (await client.get(url)).status_code
+                except httpx2.HTTPError:
+                    status = 0
+                counts["ok" if status == 200 else "failed"] += 1
+
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(connections))), 120)
+        elapsed = time.perf_counter() - start
+    if counts["failed"]:
+        print(f"warning: {url}: {counts['failed']} failed requests", file=sys.stderr)
+    return counts["ok"] / elapsed
+
+
+def wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Any) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            sys.exit(f"{name} server exited early:\n{read_log(log, tail=4000)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                status, names, body = response.status, response.headers, response.read()
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"{name} server did not answer within 20 s")
+            time.sleep(0.1)
+    check(name, status, body, {k.lower() for k in names}, OURS if name == "setup" else ())
+
+
+def end_to_end(args: argparse.Namespace) -> str:
+    """Load the bare and the setup server in turn; print the table, return the Markdown."""
+    rates: dict[str, list[float]] = {"bare": [], "setup": []}
+    urls: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        for name in rates:
+            port, log = free_port(), stack.enter_context(tempfile.TemporaryFile())
+            process = subprocess.Popen(
+                uvicorn_command(f"middleware:{name}", port), stdout=log, stderr=subprocess.STDOUT
+            )
+            stack.callback(stop_process, process)
+            urls[name] = f"http://{HOST}:{port}/item"
+            wait_ready(name, urls[name], process, log)
+            asyncio.run(http_load(urls[name], args.connections, 2.0))  # warm up
+        for round_no in range(args.e2e_rounds):
+            for name, url in urls.items():
+                rates[name].append(asyncio.run(http_load(url, args.connections, args.duration)))
+                print(f"round {round_no + 1} {name}: {rates[name][-1]:,.0f} req/s", file=sys.stderr)
+    means = {name: statistics.mean(values) for name, values in rates.items()}
+    ratio = means["setup"] / means["bare"]
+    header = ["server", *(f"run {i + 1}" for i in range(args.e2e_rounds)), "mean req/s", "vs bare"]
+    rows = [
+        [LABELS[name], *(f"{r:,.0f}" for r in values), f"{means[name]:,.0f}",
+         f"{means[name] / means['bare']:.2f}"]
+        for name, values in rates.items()
+    ]  # fmt: skip
+    for row in [header, *rows]:
+        print("  ".join(cell.rjust(14) if i else cell.ljust(32) for i, cell in enumerate(row)))
+    print(f"\nsetup/bare ratio (end to end): {ratio:.2f}")
+    return "\n".join(
+        [
+            "## End to end (uvicorn + load generator)",
+            "",
+            f"`python bench/middleware.py --e2e`: uvicorn {uvicorn.__version__} (1 worker), "
+            f"load from an asyncio httpx2 client, {args.connections} concurrent requests for "
+            f"{args.duration:g} s, servers alternated {args.e2e_rounds}x (bare, setup, ...), on "
+            f"the same {os.cpu_count()}-CPU machine as the server.",
+            "",
+            "| " + " | ".join(header) + " |",
+            "| --- |" + " ---: |" * (len(header) - 1),
+            *("| " + " | ".join(row) + " |" for row in rows),
+            "",
+            f"**setup/bare: {ratio:.2f}**",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=8_000, help="per config and round")
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument(
-        "--clock",
-        choices=list(CLOCKS),
-        default="cpu",
-        help="cpu: the driving thread's CPU time (default; robust to other load); wall: elapsed",
-    )
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu")
     parser.add_argument("--warmup", type=int, default=2_000, help="requests per config first")
-    parser.add_argument(
-        "--profile",
-        choices=[c.key for c in CONFIGS],
-        help="cProfile --requests requests of one config instead of the comparison",
-    )
-    parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
+    parser.add_argument("--profile", choices=list(LABELS), help="cProfile one config instead")
+    parser.add_argument("--e2e", action="store_true", help="through uvicorn instead")
+    parser.add_argument("--duration", type=float, default=10.0, help="--e2e: seconds per run")
+    parser.add_argument("--connections", type=int, default=32, help="--e2e: concurrency")
+    parser.add_argument("--e2e-rounds", type=int, default=2, help="--e2e: runs per server")
+    parser.add_argument("--no-write", action="store_true", help="do not update bench/results/")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--requests and --rounds must be >= 1 and --warmup >= 0")
+    if not (0 < args.duration <= 120 and 1 <= args.connections <= 256 and args.e2e_rounds >= 1):
+        parser.error("keep it bounded: 0 < --duration <= 120, --connections 1-256")
     if args.profile:
         profile(args.profile, args.requests)
         return 0
-
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5:
-        print(
-            f"note: load average is {load_before:.2f}; other work may skew req/s", file=sys.stderr
-        )
-    rates = asyncio.run(run(args))
-    table, markdown = render(rates, args, load_before)
-    print(table)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"note: load average is {load:.2f}; other work may skew req/s", file=sys.stderr)
+    if args.e2e:
+        section, markdown = "e2e", end_to_end(args)
+    else:
+        section, markdown = "in-process", render(asyncio.run(in_process(args)), args, load)
     if not args.no_write:
-        path = write_section("in-process", markdown)
-        print(f"\nwrote {path}")
+        print(f"\nwrote {write_section(section, markdown)}")
     return 0
 
 
