@@ -301,53 +301,71 @@ def test_authenticate_kinds(kit: AuthApp, client: TestClient) -> None:
 # --- /refresh ----------------------------------------------------------------------------
 
 
-def test_refresh_rotates_the_pair(kit: AuthApp, client: TestClient) -> None:
+def refresh_grant(client: TestClient, token: str, scope: str | None = None) -> Any:
+    form = {"grant_type": "refresh_token", "refresh_token": token}
+    if scope is not None:
+        form["scope"] = scope
+    return client.post("/auth/token", data=form)
+
+
+# The JSON /auth/refresh and the form grant of /auth/token: one rotation, two error styles.
+SENDERS = {"json": refresh, "form": refresh_grant}
+
+
+def assert_refused(endpoint: str, response: Any) -> None:
+    if endpoint == "json":
+        assert_invalid_token(response)
+    else:
+        assert_oauth2_error(response, "invalid_grant")
+
+
+@pytest.mark.parametrize("endpoint", SENDERS)
+def test_refresh_rotates_the_pair(kit: AuthApp, client: TestClient, endpoint: str) -> None:
+    send = SENDERS[endpoint]
     first = kit.login(client, scope="items:read")
-    response = refresh(client, first["refresh_token"])
+    response = send(client, first["refresh_token"])
     assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
     second = response.json()
     assert set(second) == TOKEN_KEYS
     assert second["scope"] == "items:read"  # the login's scopes, not more
     assert second["access_token"] != first["access_token"]
-    assert second["refresh_token"] != first["refresh_token"]
-
     old = kit.tokens.decode(first["refresh_token"], expected_type="refresh")
     new = kit.tokens.decode(second["refresh_token"], expected_type="refresh")
-    assert new.fam == old.fam
+    assert (new.fam, new.sub) == (old.fam, old.sub)
     assert new.jti != old.jti
-
     assert client.get("/me", headers=bearer(second["access_token"])).status_code == 200
-    third = refresh(client, second["refresh_token"])
-    assert third.status_code == 200
+    # Either endpoint takes what the other issued.
+    other = SENDERS["form" if endpoint == "json" else "json"]
+    assert other(client, second["refresh_token"]).status_code == 200
 
 
-def test_reused_refresh_token_revokes_the_whole_login(kit: AuthApp, client: TestClient) -> None:
+@pytest.mark.parametrize("endpoint", SENDERS)
+def test_reused_refresh_token_revokes_the_whole_login(
+    kit: AuthApp, client: TestClient, endpoint: str
+) -> None:
+    send = SENDERS[endpoint]
     first = kit.login(client)
-    second = refresh(client, first["refresh_token"]).json()
+    second = send(client, first["refresh_token"]).json()
 
     # The old refresh token comes back (stolen, or replayed): refuse it...
-    assert_invalid_token(refresh(client, first["refresh_token"]))
+    assert_refused(endpoint, send(client, first["refresh_token"]))
     # ...and end the login for everyone holding its tokens, the legitimate user included.
     assert_invalid_token(client.get("/me", headers=bearer(second["access_token"])))
     assert_invalid_token(client.get("/me", headers=bearer(first["access_token"])))
-    assert_invalid_token(refresh(client, second["refresh_token"]))
+    assert_refused(endpoint, send(client, second["refresh_token"]))
 
     # Other logins of the same user are not affected.
     other = kit.login(client)
     assert client.get("/me", headers=bearer(other["access_token"])).status_code == 200
-    assert refresh(client, other["refresh_token"]).status_code == 200
+    assert send(client, other["refresh_token"]).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "token",
-    [
-        pytest.param("not-a-jwt", id="garbage"),
-        pytest.param("access", id="access-token"),
-        pytest.param("foreign", id="other-secret"),
-        pytest.param("expired", id="expired"),
-    ],
-)
-def test_refresh_refuses_bad_tokens(kit: AuthApp, client: TestClient, token: str) -> None:
+@pytest.mark.parametrize("endpoint", SENDERS)
+@pytest.mark.parametrize("token", ["not-a-jwt", "access", "foreign", "expired"])
+def test_refresh_refuses_bad_tokens(
+    kit: AuthApp, client: TestClient, endpoint: str, token: str
+) -> None:
     now = int(time.time())
     tokens = {
         "access": kit.login(client)["access_token"],
@@ -365,7 +383,11 @@ def test_refresh_refuses_bad_tokens(kit: AuthApp, client: TestClient, token: str
             algorithm="HS256",
         ),
     }
-    assert_invalid_token(refresh(client, tokens.get(token, token)))
+    assert_refused(endpoint, SENDERS[endpoint](client, tokens.get(token, token)))
+
+
+def test_a_refresh_token_over_the_size_limit_is_422_before_decoding(client: TestClient) -> None:
+    assert refresh_grant(client, "x" * 8193).status_code == 422
 
 
 @pytest.mark.parametrize(
@@ -514,59 +536,6 @@ def test_logout_needs_a_valid_access_token(kit: AuthApp, client: TestClient, tok
 # --- /token with grant_type=refresh_token (RFC 6749 section 6) ------------------------------
 
 
-def refresh_grant(client: TestClient, token: str, scope: str | None = None) -> Any:
-    form = {"grant_type": "refresh_token", "refresh_token": token}
-    if scope is not None:
-        form["scope"] = scope
-    return client.post("/auth/token", data=form)
-
-
-def test_refresh_grant_rotates_the_pair(kit: AuthApp, client: TestClient) -> None:
-    first = kit.login(client)
-    response = refresh_grant(client, first["refresh_token"])
-    assert response.status_code == 200, response.text
-    assert response.headers["cache-control"] == "no-store"
-    second = response.json()
-    assert set(second) == TOKEN_KEYS
-    assert second["scope"] == "items:read items:write"
-    old = kit.tokens.decode(first["refresh_token"], expected_type="refresh")
-    new = kit.tokens.decode(second["refresh_token"], expected_type="refresh")
-    assert (new.fam, new.sub) == (old.fam, old.sub)
-    assert new.jti != old.jti
-    assert client.get("/me", headers=bearer(second["access_token"])).status_code == 200
-    # The JSON /refresh and the form grant share one rotation: either uses a token up.
-    assert refresh(client, second["refresh_token"]).status_code == 200
-
-
-def test_refresh_grant_reuse_revokes_the_whole_login(kit: AuthApp, client: TestClient) -> None:
-    first = kit.login(client)
-    second = refresh_grant(client, first["refresh_token"]).json()
-    assert_oauth2_error(refresh_grant(client, first["refresh_token"]), "invalid_grant")
-    assert_invalid_token(client.get("/me", headers=bearer(second["access_token"])))
-    assert_oauth2_error(refresh_grant(client, second["refresh_token"]), "invalid_grant")
-
-
-@pytest.mark.parametrize(
-    "token",
-    [
-        pytest.param("not-a-jwt", id="garbage"),
-        pytest.param("access", id="access-token"),
-        pytest.param("foreign", id="other-secret"),
-        pytest.param("x" * 8193, id="too-long"),
-    ],
-)
-def test_refresh_grant_refuses_bad_tokens(kit: AuthApp, client: TestClient, token: str) -> None:
-    tokens = {
-        "access": kit.login(client)["access_token"],
-        "foreign": TokenService(secret="x" * 32).create_refresh_token("1"),
-    }
-    response = refresh_grant(client, tokens.get(token, token))
-    if token == "x" * 8193:
-        assert response.status_code == 422  # refused by its size, before any decoding
-    else:
-        assert_oauth2_error(response, "invalid_grant")
-
-
 def test_refresh_grant_may_narrow_the_scopes_but_not_widen_them(
     kit: AuthApp, client: TestClient
 ) -> None:
@@ -582,18 +551,14 @@ def test_refresh_grant_may_narrow_the_scopes_but_not_widen_them(
     assert kit.tokens.decode(only_read["access_token"]).scopes == ["items:read"]
 
 
-@pytest.mark.parametrize("endpoint", ["form", "json"])
+@pytest.mark.parametrize("endpoint", SENDERS)
 def test_a_refresh_grants_only_the_scopes_the_user_still_has(
     kit: AuthApp, client: TestClient, endpoint: str
 ) -> None:
     login = kit.login(client, "alice")
     assert login["scope"] == "items:read items:write"
     kit.users["alice"].scopes = ("items:read",)  # an admin cut alice's rights
-    response = (
-        refresh_grant(client, login["refresh_token"])
-        if endpoint == "form"
-        else refresh(client, login["refresh_token"])
-    )
+    response = SENDERS[endpoint](client, login["refresh_token"])
     assert response.status_code == 200, response.text
     rotated = response.json()
     assert rotated["scope"] == "items:read"
@@ -701,7 +666,7 @@ class FlakyStore(MemoryRevocationStore):
         return await super().is_revoked(*ids)
 
 
-@pytest.mark.parametrize("endpoint", ["form", "json"])
+@pytest.mark.parametrize("endpoint", SENDERS)
 @pytest.mark.parametrize("failing", ["user_loader", "is_revoked", "revoke"])
 def test_a_503_during_refresh_leaves_the_token_usable(endpoint: str, failing: str) -> None:
     store = FlakyStore()
@@ -716,7 +681,7 @@ def test_a_503_during_refresh_leaves_the_token_usable(endpoint: str, failing: st
         return await original(claims)  # type: ignore[misc]
 
     kit.auth.user_loader = flaky_loader
-    send = refresh_grant if endpoint == "form" else refresh
+    send = SENDERS[endpoint]
     with TestClient(kit.app) as client:
         login = kit.login(client)
         if failing == "user_loader":
