@@ -418,8 +418,11 @@ class _ClaimChecks(jwt.PyJWT):
         leeway: float,
     ) -> None:
         """Raise PyJWT's `jwt.InvalidTokenError` subclass for what is wrong in ``payload``."""
+        # The issuer as a one-item tuple: PyJWT 2.10.0 took a str issuer for a sequence and
+        # accepted any part of it (CVE-2024-53861); membership in a tuple is exact everywhere.
+        issuers = None if issuer is None else (issuer,)
         self._validate_claims(
-            payload, self.options, audience=audience, issuer=issuer, leeway=leeway
+            payload, self.options, audience=audience, issuer=issuers, leeway=leeway
         )
 
 
