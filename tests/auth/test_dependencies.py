@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import fastkit
-from fastkit import Unauthorized
+from fastkit import Forbidden, Unauthorized
 from fastkit.auth import InvalidToken, JWTAuth, TokenService
 from tests.auth.support import (
     INVALID_TOKEN,
@@ -204,6 +204,17 @@ def test_user_disabled_after_login_is_403(kit: AuthApp, client: TestClient) -> N
     assert client.get("/me", headers=bearer(token)).status_code == 200
     kit.users["alice"].active = False
     assert client.get("/me", headers=bearer(token)).status_code == 403
+
+
+def test_check_user_is_load_users_verdict_for_a_user_loaded_elsewhere(kit: AuthApp) -> None:
+    alice = kit.users["alice"]
+    assert kit.auth.check_user(alice) is alice
+    with pytest.raises(InvalidToken) as unknown:
+        kit.auth.check_user(None)
+    assert unknown.value.reason == "unknown_user"
+    alice.active = False
+    with pytest.raises(Forbidden, match="Inactive user"):
+        kit.auth.check_user(alice)
 
 
 # --- scopes ------------------------------------------------------------------------------
