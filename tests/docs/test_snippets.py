@@ -55,6 +55,7 @@ SNIPPET_NAMES = [
     "pagination_memory",
     "pagination_sql",
     "pagination_signed",
+    "pagination_raw",
     # auth.md (tested in test_snippets_auth.py)
     "auth_app",
     "auth_keys",
