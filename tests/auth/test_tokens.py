@@ -20,6 +20,7 @@ import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
 from fastkit.auth import JWTKey, TokenClaims, TokenError, TokenService
+from fastkit.auth import tokens as tokens_module
 from tests.auth.conftest import KeyPair
 
 SECRET = "fastkit-tests-secret-0123456789abcdef"
@@ -397,8 +398,22 @@ def test_leeway_accepts_a_slightly_early_token() -> None:
         pytest.param({"scopes": "admin"}, "invalid_claims", id="scopes-not-a-list"),
     ],
 )
-def test_claim_checks(service: TokenService, overrides: dict[str, Any], expected: str) -> None:
+@pytest.mark.parametrize("claim_checks", ["fast", "public"])
+def test_claim_checks(
+    service: TokenService,
+    overrides: dict[str, Any],
+    expected: str,
+    claim_checks: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PyJWT's claim checks are called directly where PyJWT has the method, else through
+    # its public jwt.decode; both must refuse alike.
+    monkeypatch.setattr(tokens_module._ClaimChecks, "_fast", claim_checks == "fast")
     assert reason(service, hs256(payload(**overrides))) == expected
+    now = int(time.time())
+    assert reason(service, hs256(payload(exp=now - 60))) == "expired"
+    assert reason(service, hs256(payload(nbf=now + 60))) == "not_yet_valid"
+    assert service.decode(service.create_access_token("42")).sub == "42"
 
 
 def test_audience_list_containing_ours_is_accepted(service: TokenService) -> None:
