@@ -1,6 +1,6 @@
 """fastkit.request_context: where the request id is kept, and how one is made.
 
-The default validator has its property test in tests/property/test_request_id.py.
+The default validator has its property test in tests/middleware/test_request_id_properties.py.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from fastkit import install_exception_handlers
 from fastkit.pagination import CursorParams, LimitOffsetParams, PageParams, SortParams
-from tests.property.support import assert_error_envelope, examples
+from tests.property_support import assert_error_envelope, examples
 
 # --- the documented domain -------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from fastkit.auth import JWTKey, TokenClaims, TokenError, TokenService
 from tests.auth.support import INVALID_TOKEN, INVALID_TOKEN_CHALLENGE, AuthApp, build_app
-from tests.property.support import BASE64URL, call_asgi, examples, mutations, single_edits
+from tests.property_support import BASE64URL, call_asgi, examples, mutations, single_edits
 
 SECRET = "property-tests-secret-0123456789abcdef"
 ISSUER = "fastkit-property"

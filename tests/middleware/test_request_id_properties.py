@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import fastkit
 from fastkit import get_request_id
 from fastkit.request_context import default_request_id_validator
-from tests.property.support import call_asgi, examples
+from tests.property_support import call_asgi, examples
 
 ID_CHARACTERS = string.ascii_letters + string.digits + "._-"
 GENERATED = re.compile(r"[0-9a-f]{32}")

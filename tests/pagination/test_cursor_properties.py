@@ -34,7 +34,7 @@ from fastkit import install_exception_handlers
 from fastkit.db import Database, SyncDatabase, apaginate, paginate
 from fastkit.pagination import CursorPage, CursorParams, InvalidCursor, decode_cursor, encode_cursor
 from tests.db_support import NO_POSTGRES, POSTGRES_URL, _postgres_async_url, _postgres_sync_url
-from tests.property.support import (
+from tests.property_support import (
     BASE64URL,
     assert_error_envelope,
     examples,
