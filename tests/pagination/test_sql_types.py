@@ -6,11 +6,11 @@ import enum
 from typing import Any
 
 import pytest
-from sqlalchemy import Enum, ForeignKey, Integer, String, select
+from sqlalchemy import Enum, ForeignKey, Integer, String, create_engine, select, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import DeclarativeBase, Mapped, load_only, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, load_only, mapped_column
 
-from fastkit.db import Database, apaginate
+from fastkit.db import Database, apaginate, paginate
 from fastkit.pagination import CursorParams, InvalidCursor
 
 
@@ -176,3 +176,39 @@ def test_sort_keys_the_entities_do_not_hold_still_walk_once(
 async def _loaded(session: Any, thing: Thing) -> Thing:
     await session.refresh(thing, ["rank", "seen"])  # for the test's own key function
     return thing
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    score: Mapped[int]
+
+
+@pytest.mark.parametrize("stale", ["updated-by-another-connection", "changed-not-flushed"])
+def test_entities_held_by_the_session_do_not_steer_the_cursor(tmp_path: Any, stale: str) -> None:
+    # The session keeps the objects it loaded (Database's sessions: expire_on_commit=False),
+    # so the cursor must come from the rows the database sorted, not from those objects:
+    # every row once, in the database's order.
+    engine = create_engine(f"sqlite:///{tmp_path / 'entries.db'}")
+    Base.metadata.create_all(engine, tables=[Entry.__table__])
+    with Session(engine) as session, session.begin():
+        session.add_all(Entry(id=i, score=i * 10) for i in range(1, 7))
+    with Session(engine, expire_on_commit=False, autoflush=False) as session:
+        held = session.scalars(select(Entry)).all()
+        if stale == "updated-by-another-connection":
+            with engine.begin() as other:
+                other.execute(update(Entry).where(Entry.id == 1).values(score=45))
+            expected = [2, 3, 4, 1, 5, 6]
+        else:
+            held[1].score = 45  # not flushed: the database still sorts it as 20
+            expected = [1, 2, 3, 4, 5, 6]
+        ids: list[int] = []
+        params = CursorParams(size=2)
+        for _ in range(10):
+            page = paginate(session, select(Entry).order_by(Entry.score), params)
+            ids += [entry.id for entry in page.items]
+            if page.next_cursor is None:
+                break
+            params = CursorParams(size=2, cursor=page.next_cursor)
+    engine.dispose()
+    assert ids == expected

@@ -112,6 +112,11 @@ def _decode_value(item: Any, *, enum_ok: bool = True) -> Any:
     return decoder(item[1])
 
 
+# Made once: json.dumps() with non-default separators builds a new encoder on every call.
+# allow_nan: NaN and +-Infinity too, float columns hold them.
+_JSON_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+
+
 def encode_cursor(
     values: Sequence[Any], sort: str, *, backward: bool = False, secret: bytes | None = None
 ) -> str:
@@ -123,9 +128,8 @@ def encode_cursor(
         backward: The cursor asks for the rows *before* the boundary.
         secret: Sign the cursor (HMAC-SHA256) with this key.
     """
-    payload = json.dumps(
-        {"k": [_encode_value(v) for v in values], "o": sort, "d": "p" if backward else "n"},
-        separators=(",", ":"),  # NaN and +-Infinity too: float columns hold them
+    payload = _JSON_ENCODE(
+        {"k": [_encode_value(v) for v in values], "o": sort, "d": "p" if backward else "n"}
     ).encode()
     token = _b64encode(payload)
     if secret is None:

@@ -18,7 +18,7 @@ require("sqlalchemy", "sqlalchemy")
 
 from sqlalchemy import Select, and_, exc, func, literal, or_, select, tuple_  # noqa: E402
 from sqlalchemy.engine import Row  # noqa: E402
-from sqlalchemy.orm import ColumnProperty  # noqa: E402
+from sqlalchemy.orm import ColumnProperty, QueryableAttribute  # noqa: E402
 from sqlalchemy.sql import operators  # noqa: E402
 from sqlalchemy.sql.elements import UnaryExpression  # noqa: E402
 
@@ -84,12 +84,13 @@ def _python_type(column: Any) -> type | None:
 class _Key:
     """One sort key, read once: the column, its direction and its name."""
 
-    __slots__ = ("column", "descending", "name")
+    __slots__ = ("column", "descending", "name", "table")
 
     def __init__(self, column: Any, descending: bool) -> None:
         self.column = column
         self.descending = descending
         self.name = _key_name(column)
+        self.table = getattr(column, "table", None)
         # A keyset cannot compare NULLs: rows would be skipped without a word.
         if getattr(getattr(column, "expression", column), "nullable", False) is True:
             raise ValueError(
@@ -120,7 +121,7 @@ def _sort_keys(
     mapper = getattr(entity, "__mapper__", None)
     appended = []
     if mapper is not None:
-        sorted_by = {(getattr(k.column, "table", None), k.name) for k in keys}
+        sorted_by = {(k.table, k.name) for k in keys}
         for column in mapper.primary_key:
             if (column.table, column.key) not in sorted_by:
                 appended.append(column)
@@ -151,28 +152,36 @@ def _column_properties(mapper: Any) -> dict[tuple[Any, str], Any]:
 
 
 def _attribute_names(
-    stmt: Select[Any], entity: Any, descriptions: Sequence[Mapping[str, Any]], keys: list[_Key]
+    stmt: Select[Any],
+    entity: Any,
+    descriptions: Sequence[Mapping[str, Any]],
+    keys: list[_Key],
+    session_empty: bool,
 ) -> list[str] | None:
     """For ``select(Entity)``: the attribute each key is read from on a loaded entity.
 
-    None when the rows are not whole entities, the statement has loader options, or a key
-    is not an eagerly loaded column attribute of the entity: the keys are then selected
-    as extra labelled columns. Reading them from the entities keeps the query the one the
-    endpoint wrote (the same ORM loading as ``session.scalars(stmt)``); the session
-    flushes before the query (autoflush), so a loaded entity holds what its row holds.
+    Only for a session that holds no objects yet (the usual request-scoped session): an
+    object it already held would keep its in-memory values, stale or changed and not
+    flushed, over the row's, and a cursor made from those would skip or repeat rows. None
+    when the session holds objects, the rows are not whole entities, the statement has
+    loader options, or a key is not an eagerly loaded column attribute of the entity: the
+    keys are then selected as extra labelled columns, read from the rows the database
+    sorted. Reading them from the entities keeps the query the one the endpoint wrote (the
+    same ORM loading as ``session.scalars(stmt)``, no key parsed twice per row).
     """
     mapper = getattr(entity, "__mapper__", None)
     whole = len(descriptions) == 1 and descriptions[0].get("expr") is entity
-    if mapper is None or not whole or bool(getattr(stmt, "_with_options", None)):
+    if not session_empty or mapper is None or not whole or getattr(stmt, "_with_options", None):
         return None
     names = []
     for key in keys:
-        prop = getattr(key.column, "property", None)  # a mapped attribute (Item.id)
-        if prop is not None:
+        prop: Any
+        if isinstance(key.column, QueryableAttribute):  # a mapped attribute (Item.id)
             if not mapper.isa(key.column.parent):
                 return None
+            prop = key.column.property
         else:  # a column of the statement's ORDER BY
-            prop = _column_properties(mapper).get((getattr(key.column, "table", None), key.name))
+            prop = _column_properties(mapper).get((key.table, key.name))
         if not isinstance(prop, ColumnProperty) or prop.deferred:
             return None
         names.append(prop.key)
@@ -210,7 +219,10 @@ class _OffsetPlan:
 
     def __init__(self, stmt: Select[Any], params: Any, raw: RawParams, include_total: bool) -> None:
         self.params = params
-        self.item = _item_reader(stmt.column_descriptions)
+        descriptions = stmt.column_descriptions
+        # One entity or column: run as session.scalars(), the rows are the items.
+        self.scalar = len(descriptions) == 1
+        self.item = _item_reader(descriptions)
         self.count: Select[Any] | None = None
         if include_total:
             self.count = select(func.count()).select_from(stmt.order_by(None).subquery())
@@ -219,10 +231,8 @@ class _OffsetPlan:
     def bad_cursor_value(self, error: BaseException) -> None:
         """Offset pages bind no cursor values: the error is the statement's own."""
 
-    def page(
-        self, rows: Sequence[Row[Any]], total: int | None, transformer: Transformer | None
-    ) -> Any:
-        items: Sequence[Any] = [self.item(row) for row in rows]
+    def page(self, rows: Sequence[Any], total: int | None, transformer: Transformer | None) -> Any:
+        items: Sequence[Any] = rows if self.scalar else [self.item(row) for row in rows]
         if transformer is not None:
             items = transformer(items)
         return self.params.create_page(items, total)
@@ -233,7 +243,9 @@ class _CursorPlan:
 
     count = None
 
-    def __init__(self, stmt: Select[Any], params: Any, raw: CursorRawParams) -> None:
+    def __init__(
+        self, stmt: Select[Any], params: Any, raw: CursorRawParams, session_empty: bool
+    ) -> None:
         self.params = params
         self.size = raw.size
         self.secret = raw.secret
@@ -262,17 +274,18 @@ class _CursorPlan:
             query = stmt.order_by(*appended) if appended else stmt
         if self.values is not None:
             query = query.where(_keyset_condition(effective, self.values))
-        self.names = _attribute_names(stmt, entity, descriptions, keys)
+        self.names = _attribute_names(stmt, entity, descriptions, keys, session_empty)
+        # Keys read from the entities: run as session.scalars(), the rows are the items.
+        self.scalar = self.names is not None
         if self.names is None:
             labels = [k.column.label(_KEY_LABEL.format(i)) for i, k in enumerate(keys)]
             query = query.add_columns(*labels)
         self.query = query.limit(raw.size + 1)
 
-    def _key_values(self, row: Row[Any]) -> list[Any]:
+    def _key_values(self, row: Any) -> list[Any]:
         if self.names is None:
             return list(row[-len(self.keys) :])
-        item = row[0]
-        return [getattr(item, name) for name in self.names]
+        return [getattr(row, name) for name in self.names]
 
     def bad_cursor_value(self, error: BaseException) -> None:
         """A cursor value the database cannot bind (too large for the column...): 400."""
@@ -289,9 +302,7 @@ class _CursorPlan:
             )
         return encode_cursor(values, self.signature, backward=backward, secret=self.secret)
 
-    def page(
-        self, rows: Sequence[Row[Any]], total: int | None, transformer: Transformer | None
-    ) -> Any:
+    def page(self, rows: Sequence[Any], total: int | None, transformer: Transformer | None) -> Any:
         more = len(rows) > self.size
         rows = list(rows[: self.size])
         if self.backward:
@@ -304,7 +315,7 @@ class _CursorPlan:
         else:
             next_cursor = self._cursor(last, False) if more else None
             previous_cursor = self._cursor(first, True) if self.values is not None else None
-        items: Sequence[Any] = [self.item(row) for row in rows]
+        items: Sequence[Any] = rows if self.scalar else [self.item(row) for row in rows]
         if transformer is not None:
             items = transformer(items)
         return self.params.create_page(
@@ -312,12 +323,14 @@ class _CursorPlan:
         )
 
 
-def _plan(stmt: Select[Any], params: Any, include_total: bool) -> _OffsetPlan | _CursorPlan:
+def _plan(
+    stmt: Select[Any], params: Any, include_total: bool, session_empty: bool
+) -> _OffsetPlan | _CursorPlan:
     # The one place that tells offset from cursor pages: by the params' raw form.
     to_raw = getattr(params, "to_raw_params", None)
     raw = to_raw() if callable(to_raw) else None
     if isinstance(raw, CursorRawParams):
-        return _CursorPlan(stmt, params, raw)
+        return _CursorPlan(stmt, params, raw, session_empty)
     if isinstance(raw, RawParams):
         return _OffsetPlan(stmt, params, raw, include_total)
     raise TypeError("params must be PageParams, LimitOffsetParams or CursorParams.")
@@ -353,12 +366,15 @@ async def apaginate(
             return await apaginate(session, stmt, params)
         ```
     """
-    plan = _plan(stmt, params, include_total)
+    plan = _plan(stmt, params, include_total, len(session.identity_map) == 0)
     total = None
     if plan.count is not None:
         total = int(await session.scalar(plan.count) or 0)
     try:
-        rows = (await session.execute(plan.query)).all()
+        if plan.scalar:
+            rows: Sequence[Any] = (await session.scalars(plan.query)).all()
+        else:
+            rows = (await session.execute(plan.query)).all()
     except _CURSOR_VALUE_ERRORS as error:
         plan.bad_cursor_value(error)
         raise
@@ -374,12 +390,15 @@ def paginate(
     transformer: Transformer | None = None,
 ) -> Any:
     """The sync twin of `apaginate`, for ``SyncDatabase`` sessions."""
-    plan = _plan(stmt, params, include_total)
+    plan = _plan(stmt, params, include_total, len(session.identity_map) == 0)
     total = None
     if plan.count is not None:
         total = int(session.scalar(plan.count) or 0)
     try:
-        rows = session.execute(plan.query).all()
+        if plan.scalar:
+            rows: Sequence[Any] = session.scalars(plan.query).all()
+        else:
+            rows = session.execute(plan.query).all()
     except _CURSOR_VALUE_ERRORS as error:
         plan.bad_cursor_value(error)
         raise
