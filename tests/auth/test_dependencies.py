@@ -358,3 +358,19 @@ def test_openapi_documents_401_and_403_where_tokens_and_scopes_are_required(
     }
     # The login form needs no token: a wrong password is one of its 4XX answers.
     assert documented("/auth/token", "post") == {"4XX": error, "5XX": error}
+
+
+def test_a_store_assigned_after_construction_is_the_one_checked(kit: AuthApp) -> None:
+    # auth.revocation may be replaced (e.g. by a Redis store at startup): revocations
+    # recorded there are honoured, by the dependencies and by the router's policy alike.
+    from fastkit.auth import MemoryRevocationStore
+
+    token = access(kit)
+    claims = kit.tokens.decode(token)
+    replacement = MemoryRevocationStore()
+    kit.auth.revocation = replacement
+    assert kit.auth.revocation_policy.store is replacement
+    with TestClient(kit.app) as client:
+        assert client.get("/me", headers=bearer(token)).status_code == 200
+        client.portal.call(kit.auth.revocation_policy.revoke_token, claims)  # type: ignore[union-attr]
+        assert client.get("/me", headers=bearer(token)).status_code == 401

@@ -388,6 +388,8 @@ def test_leeway_accepts_a_slightly_early_token() -> None:
         pytest.param({"iss": ISSUER[1:-1]}, "wrong_issuer", id="part-of-the-issuer"),
         pytest.param({"aud": "another-api"}, "wrong_audience", id="wrong-audience"),
         pytest.param({"aud": ["another-api", "a-third"]}, "wrong_audience", id="wrong-aud-list"),
+        pytest.param({"aud": ""}, "wrong_audience", id="empty-aud"),
+        pytest.param({"aud": []}, "wrong_audience", id="empty-aud-list"),
         pytest.param({"sub": None}, "missing_sub", id="missing-sub"),
         pytest.param({"exp": None}, "missing_exp", id="missing-exp"),
         pytest.param({"jti": None}, "missing_jti", id="missing-jti"),
@@ -459,6 +461,15 @@ def test_invalid_header_parameters_are_refused(header: dict[str, Any]) -> None:
 def test_issuer_and_audience_are_required_when_configured(service: TokenService) -> None:
     assert reason(service, hs256(payload(iss=None))).startswith("missing_")
     assert reason(service, hs256(payload(aud=None))).startswith("missing_")
+    null_issuer = hand_signed_hs256({"alg": "HS256", "typ": "JWT"}, {**payload(), "iss": None})
+    assert reason(service, null_issuer) == "missing_iss"
+
+
+@pytest.mark.parametrize("aud", ["", [], "some-api", ["some-api"]])
+def test_any_audience_is_refused_by_a_service_without_one(aud: Any) -> None:
+    # A token meant for an audience (even an empty one) is not meant for us.
+    service = TokenService(secret=SECRET)
+    assert reason(service, hs256({**payload(iss=None, aud=None), "aud": aud})) == "wrong_audience"
 
 
 @pytest.mark.parametrize(

@@ -355,3 +355,27 @@ def test_access_log_counts_a_streamed_body_in_full(
     [record] = access_records(caplog)
     assert record.duration_ms >= 100  # type: ignore[attr-defined]
     assert float(response.headers["x-process-time"]) < 0.1  # the time to the first byte
+
+
+def test_a_subclass_of_the_500_responder_keeps_its_layer() -> None:
+    # Only fastkit's own responder is absorbed; a subclass of it answers as it chooses.
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+
+    from fastkit.errors import UnhandledErrorMiddleware
+
+    class Teapot(UnhandledErrorMiddleware):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await self.app(scope, receive, send)
+            except RuntimeError:
+                await PlainTextResponse("teapot", status_code=418)(scope, receive, send)
+
+    app = id_app()
+    app.user_middleware = [
+        Middleware(Teapot) if m.cls is UnhandledErrorMiddleware else m for m in app.user_middleware
+    ]
+    app.add_middleware(ObservabilityMiddleware)
+    response = TestClient(app, raise_server_exceptions=False).get("/crash")
+    assert (response.status_code, response.text) == (418, "teapot")
+    assert "x-request-id" in response.headers

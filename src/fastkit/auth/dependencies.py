@@ -102,8 +102,7 @@ class JWTAuth(Generic[U]):
         self.revocation: RevocationStore = (
             revocation if revocation is not None else MemoryRevocationStore()
         )
-        #: How tokens and logins are revoked in ``revocation`` (used by `auth_router`).
-        self.revocation_policy = RevocationPolicy(self.revocation, tokens)
+        self._policy = RevocationPolicy(self.revocation, tokens)
         self.is_active = is_active
         self.scheme = OAuth2PasswordBearer(
             # The token endpoint also takes grant_type=refresh_token (auth_router).
@@ -115,6 +114,16 @@ class JWTAuth(Generic[U]):
         self.claims = self._claims_dependency()
         self.current_user = self._user_dependency(optional=False)
         self.optional_user = self._user_dependency(optional=True)
+
+    @property
+    def revocation_policy(self) -> RevocationPolicy:
+        """How tokens and logins are revoked in ``revocation`` (used by `auth_router`).
+
+        Follows ``revocation``: a store assigned after construction is the one used.
+        """
+        if self._policy.store is not self.revocation:
+            self._policy = RevocationPolicy(self.revocation, self.tokens)
+        return self._policy
 
     async def verify(self, token: str, *, expected_type: Any = "access") -> TokenClaims:
         """Decode ``token`` and check it is not revoked; raise `InvalidToken` (401) if not ok."""

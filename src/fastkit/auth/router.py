@@ -140,7 +140,6 @@ def auth_router(
         raise ValueError(f"max_password_length must be at least 1, got {max_password_length}.")
     router = APIRouter(prefix=prefix, tags=list(tags))
     tokens = auth.tokens
-    policy = auth.revocation_policy
 
     def allowed_scopes(user: U) -> set[str]:
         return set(user_scopes(user)) if user_scopes is not None else set()
@@ -188,7 +187,7 @@ def auth_router(
                 "invalid_grant", "Invalid or expired refresh token", error.reason
             ) from None
         # Not auth.verify(): a token already used must reach the reuse check below.
-        if claims.fam is None or await policy.is_login_revoked(claims):
+        if claims.fam is None or await auth.revocation_policy.is_login_revoked(claims):
             raise _Refused("invalid_grant", "Invalid or expired refresh token", "revoked")
         # The user may have been deleted or disabled, or lost scopes, since the login. A
         # 503 here (database or store down) leaves the token unused: a retry succeeds.
@@ -199,7 +198,7 @@ def auth_router(
             denied = " ".join(sorted(requested - still_allowed))
             raise _Refused("invalid_scope", f"Scope not granted to this login: {denied}.")
         # The one step that uses the token up: SET NX, so of two racing refreshes one wins.
-        if not await policy.rotate(claims):
+        if not await auth.revocation_policy.rotate(claims):
             # Used before: someone replays a rotated token, and the whole login has ended.
             logger.warning("Refresh token reuse detected for subject %s", claims.sub)
             raise _Refused("invalid_grant", "Invalid or expired refresh token", "reused")
@@ -265,14 +264,14 @@ def auth_router(
         claims: Annotated[TokenClaims, Depends(auth.claims)],
         body: Annotated[LogoutRequest | None, Body()] = None,
     ) -> Envelope[None]:
-        await policy.revoke_login(claims)
+        await auth.revocation_policy.revoke_login(claims)
         if body is not None and body.refresh_token:
             try:
                 other = tokens.decode(body.refresh_token, expected_type="refresh")
             except TokenError:
                 other = None
             if other is not None and other.sub == claims.sub:
-                await policy.revoke_login(other)
+                await auth.revocation_policy.revoke_login(other)
         return ok(None, message="Logged out")
 
     return router

@@ -355,6 +355,12 @@ class TokenService:
             value = payload.get(claim)
             if value is not None:
                 _numeric(value)  # PyJWT would int() them: true or "2099" would pass
+        # Where PyJWT is laxer than fastkit's documented reasons: an empty aud counts as
+        # absent to PyJWT, and a null iss as a wrong one.
+        if "aud" in payload and (self.audience is None or payload["aud"] in ("", [])):
+            raise TokenError("wrong_audience")  # meant for a named audience, or for none
+        if self.issuer is not None and payload.get("iss") is None:
+            raise TokenError("missing_iss")
         try:
             _CLAIMS.validate(
                 token, payload, issuer=self.issuer, audience=self.audience, leeway=self.leeway

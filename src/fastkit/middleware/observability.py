@@ -95,9 +95,10 @@ class ObservabilityMiddleware:
         # With nothing configured between them (what setup() builds), the error responder
         # that install_exception_handlers put innermost is our direct child: absorb it and
         # answer unhandled exceptions here, with the same send, saving a layer per request.
-        self.answers_errors = isinstance(app, UnhandledErrorMiddleware)
-        if isinstance(app, UnhandledErrorMiddleware):
-            app = app.app
+        # Exactly fastkit's responder: a subclass may answer differently, and keeps its layer.
+        self.answers_errors = type(app) is UnhandledErrorMiddleware
+        if self.answers_errors:
+            app = app.app  # type: ignore[attr-defined]
         self.app = app
         self.request_id = request_id
         self.access_log = access_log

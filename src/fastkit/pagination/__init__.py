@@ -15,6 +15,10 @@ sequences; SQLAlchemy queries go through `fastkit.pagination.sql` (also exported
 from fastkit.pagination.cursor import InvalidCursor, decode_cursor, encode_cursor
 from fastkit.pagination.pages import CursorPage, LimitOffsetPage, Page
 from fastkit.pagination.params import (
+    DEFAULT_SIZE,
+    MAX_OFFSET,
+    MAX_PAGE,
+    MAX_SIZE,
     CursorParams,
     CursorRawParams,
     LimitOffsetParams,
@@ -25,6 +29,10 @@ from fastkit.pagination.params import (
 from fastkit.pagination.sequences import paginate
 
 __all__ = [
+    "DEFAULT_SIZE",
+    "MAX_OFFSET",
+    "MAX_PAGE",
+    "MAX_SIZE",
     "CursorPage",
     "CursorParams",
     "CursorRawParams",
