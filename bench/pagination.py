@@ -335,7 +335,7 @@ def render(times: dict[str, list[float]], args: argparse.Namespace, load: float)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--batch-ms", type=float, default=200, help="per config and round")
     parser.add_argument("--warmup", type=int, default=3, help="calls per config first")
     parser.add_argument(
