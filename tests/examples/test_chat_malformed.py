@@ -22,53 +22,13 @@ from tests.examples.malformed_support import (
     ChatWorld,
     FrameCase,
     HandshakeCase,
-    HTTPCase,
     assert_no_leak,
-    b64url,
     chat_world,
     fill,
 )
 
 if TYPE_CHECKING:
     from _pytest.mark.structures import ParameterSet  # what pytest.param returns
-
-JSON = (("Content-Type", "application/json"),)
-FORM = (("Content-Type", "application/x-www-form-urlencoded"),)
-BODY = ("body",)
-NEW_TODO = b'{"title": "sent with the wrong content type"}'
-
-
-def todo(
-    case_id: str,
-    method: str,
-    url: str,
-    status: int,
-    message: str | None = None,
-    *,
-    auth: str | None = "@ACCESS@",
-    **kwargs: Any,
-) -> ParameterSet:
-    """A request to the todo example, as alice unless ``auth`` says otherwise."""
-    return pytest.param(
-        HTTPCase("todo", method, url, status, message, auth=auth, **kwargs), id=case_id
-    )
-
-
-def bare(
-    case_id: str, method: str, url: str, status: int, message: str | None = None, **kwargs: Any
-) -> ParameterSet:
-    """A request to the bare ``setup(FastAPI())`` app."""
-    return pytest.param(HTTPCase("bare", method, url, status, message, **kwargs), id=case_id)
-
-
-def cursor(payload: str | bytes) -> str:
-    """An unsigned cursor around ``payload`` (pagination.md: base64url JSON)."""
-    return b64url(payload.encode() if isinstance(payload, str) else payload)
-
-
-def keys(*values: Any, order: str = "id", direction: str = "n") -> str:
-    return cursor(json.dumps({"k": list(values), "o": order, "d": direction}))
-
 
 # --- websocket frames and handshakes ----------------------------------------------------
 
