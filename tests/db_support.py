@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,15 @@ def _postgres_async_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    if request.param == "sqlite":
-        path = tmp_path / "test.db"
+@contextmanager
+def database_target(kind: str, directory: Path) -> Iterator[Target]:
+    """An empty database: a SQLite file in ``directory``, or a fresh PostgreSQL schema.
+
+    PostgreSQL skips without FASTKIT_TEST_POSTGRES_URL; with it, an unreachable server fails.
+    The schema is dropped afterwards.
+    """
+    if kind == "sqlite":
+        path = directory / "test.db"
         yield Target("sqlite", f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}", {}, {})
         return
     if not POSTGRES_URL:
@@ -87,3 +93,9 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    with database_target(request.param, tmp_path) as database:
+        yield database

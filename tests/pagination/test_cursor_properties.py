@@ -8,7 +8,6 @@ No ``from __future__ import annotations``: FastAPI evaluates the endpoints' anno
 """
 
 import base64
-import contextlib
 import datetime as dt
 import decimal
 import enum
@@ -27,13 +26,13 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Enum, Numeric, String, create_engine, select, text
+from sqlalchemy import Enum, Numeric, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fastkit import install_exception_handlers
 from fastkit.db import Database, SyncDatabase, apaginate, paginate
 from fastkit.pagination import CursorPage, CursorParams, InvalidCursor, decode_cursor, encode_cursor
-from tests.db_support import NO_POSTGRES, POSTGRES_URL, _postgres_async_url, _postgres_sync_url
+from tests.db_support import database_target
 from tests.property_support import (
     BASE64URL,
     assert_error_envelope,
@@ -583,34 +582,6 @@ def seed_rows() -> list[Reading]:
     return rows
 
 
-@contextlib.contextmanager
-def database_urls(
-    kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
-    """``(async_url, sync_url, async_kwargs, sync_kwargs)`` of an empty database."""
-    if kind == "sqlite":
-        path = tmp_path_factory.mktemp("cursors") / "readings.db"
-        yield f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}", {}, {}
-        return
-    if not POSTGRES_URL:
-        pytest.skip(NO_POSTGRES)
-    schema = f"fk_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_postgres_sync_url(POSTGRES_URL))
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield (
-            _postgres_async_url(POSTGRES_URL),
-            _postgres_sync_url(POSTGRES_URL),
-            {"connect_args": {"server_settings": {"search_path": schema}}},
-            {"connect_args": {"options": f"-csearch_path={schema}"}},
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @dataclass
 class CursorApp:
     client: TestClient
@@ -634,12 +605,12 @@ def cursor_app_client(
 
     Module-scoped: the examples only read the table.
     """
-    with database_urls(request.param, tmp_path_factory) as (async_url, sync_url, akw, skw):
-        sdb = SyncDatabase(sync_url, **skw)
+    with database_target(request.param, tmp_path_factory.mktemp("cursors")) as database:
+        sdb = SyncDatabase(database.sync_url, **database.sync_kwargs)
         sdb.create_all(Base.metadata)
         with sdb.session_scope() as session:
             session.add_all(seed_rows())
-        adb = Database(async_url, **akw)
+        adb = Database(database.async_url, **database.async_kwargs)
         try:
             # One portal (one event loop) for the module: asyncpg connections belong to it.
             with TestClient(cursor_app(adb, sdb)) as client:

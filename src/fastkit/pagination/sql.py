@@ -253,7 +253,8 @@ class _CursorPlan:
         self.item = _item_reader(descriptions)
         entities = {d.get("entity") for d in descriptions}
         entity = entities.pop() if len(entities) == 1 else None
-        self.keys, appended = keys, appended = _sort_keys(stmt, entity, descriptions)
+        keys, appended = _sort_keys(stmt, entity, descriptions)
+        self.keys = keys
         self.signature = ",".join(("-" if k.descending else "") + k.name for k in keys)
         self.values: list[Any] | None = None
         self.backward = False
