@@ -229,7 +229,7 @@ def test_unreachable_redis_fails_closed_with_503(caplog: pytest.LogCaptureFixtur
         assert (name, response.status_code, response.json()) == (name, 503, UNAVAILABLE)
     errors = [r for r in caplog.records if r.name == "fastkit.auth" and r.levelname == "ERROR"]
     assert errors
-    assert all("Redis unreachable" in r.getMessage() for r in errors)
+    assert all("Revocation store unreachable" in r.getMessage() for r in errors)
 
 
 @pytest.mark.anyio

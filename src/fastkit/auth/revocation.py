@@ -1,15 +1,13 @@
-"""Revoked token ids: in memory for one process, in Redis for many workers."""
+"""Revoked token ids, kept in a `fastkit.stores` store: memory for one process, Redis for many."""
 
 from __future__ import annotations
 
-import heapq
 import logging
-import math
 import time
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
-from fastkit._compat import require
 from fastkit.errors import ServiceUnavailable
+from fastkit.stores import MemoryStore, RedisStore, Store, StoreError
 
 if TYPE_CHECKING:
     from fastkit.auth.tokens import TokenClaims, TokenService
@@ -107,44 +105,56 @@ class RevocationPolicy:
         return False
 
 
-class MemoryRevocationStore:
+class _StoreRevocation:
+    """Revoked ids as keys of a `Store` namespace, each living until its token expires."""
+
+    store: Store
+
+    async def revoke(self, jti: str, expires_at: int) -> bool:
+        ttl = expires_at - time.time()
+        try:
+            if ttl <= 0:  # expired tokens are refused anyway
+                return not await self.store.exists(jti)
+            # Never shorter than the token: whole milliseconds, rounded up.
+            return await self.store.set(jti, b"1", ttl=ttl, if_absent=True)
+        except StoreError as error:
+            logger.error("Revocation store unreachable while revoking a token: %s", error)
+            raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
+
+    async def is_revoked(self, *ids: str) -> bool:
+        if not ids:
+            return False
+        try:
+            return await self.store.exists(*ids) > 0
+        except StoreError as error:
+            logger.error("Revocation store unreachable while checking a token: %s", error)
+            raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
+
+    async def aclose(self) -> None:
+        """Close the store's connections."""
+        await self.store.aclose()
+
+
+class MemoryRevocationStore(_StoreRevocation):
     """Revoked ids in this process's memory, each forgotten once its token has expired.
 
     Fine for one process (and tests); with several workers, use `RedisRevocationStore`.
+
+    Args:
+        store: The `MemoryStore` to keep them in (its ``revoked`` namespace); a new one
+            by default.
     """
 
-    def __init__(self) -> None:
-        self._revoked: dict[str, int] = {}
-        self._expiry: list[tuple[int, str]] = []
-
-    def _purge(self, now: float) -> None:
-        while self._expiry and self._expiry[0][0] <= now:
-            expires_at, jti = heapq.heappop(self._expiry)
-            if self._revoked.get(jti) == expires_at:
-                del self._revoked[jti]
-
-    async def revoke(self, jti: str, expires_at: int) -> bool:
-        now = time.time()
-        self._purge(now)
-        if expires_at <= now:
-            return jti not in self._revoked  # expired tokens are refused anyway
-        if jti in self._revoked:
-            return False
-        self._revoked[jti] = expires_at
-        heapq.heappush(self._expiry, (expires_at, jti))
-        return True
-
-    async def is_revoked(self, *ids: str) -> bool:
-        self._purge(time.time())
-        return any(jti in self._revoked for jti in ids)
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self.store = (store if store is not None else MemoryStore()).namespace("revoked")
 
     def __len__(self) -> int:
-        self._purge(time.time())
-        return len(self._revoked)
+        """How many revoked ids are kept (for tests and metrics)."""
+        return len(cast(MemoryStore, self.store))
 
 
-class RedisRevocationStore:
-    """Revoked ids in Redis (``SET key 1 NX EX ttl``), shared by every worker and machine.
+class RedisRevocationStore(_StoreRevocation):
+    """Revoked ids in Redis (``SET key 1 NX PX ttl``), shared by every worker and machine.
 
     Checks **fail closed**: if Redis cannot be reached, `is_revoked` and `revoke` raise
     `ServiceUnavailable` (503) instead of letting a possibly revoked token through. A check
@@ -154,11 +164,13 @@ class RedisRevocationStore:
     Args:
         url: ``redis://host:6379/0`` (or ``rediss://``).
         client: A ready ``redis.asyncio.Redis`` client instead of ``url``.
-        prefix: Key prefix.
+        store: A `RedisStore` to share with the other blocks (rate limits...) instead of
+            ``url``; its ``revoked`` namespace holds the ids.
+        prefix: Key prefix (with ``url`` or ``client``).
         timeout: Socket timeout in seconds for clients made from ``url``.
 
     Raises:
-        ValueError: If neither or both of ``url`` and ``client`` are given.
+        ValueError: Unless exactly one of ``url``, ``client`` and ``store`` is given.
         MissingDependencyError: Without the ``redis`` extra.
     """
 
@@ -167,49 +179,18 @@ class RedisRevocationStore:
         url: str | None = None,
         *,
         client: Any = None,
+        store: RedisStore | None = None,
         prefix: str = "fastkit:revoked:",
         timeout: float = 2.0,
     ) -> None:
-        if (url is None) == (client is None):
-            raise ValueError("Give either url= or client= to RedisRevocationStore.")
-        redis = require("redis.asyncio", "redis")
-        self._errors: tuple[type[BaseException], ...] = (
-            redis.RedisError,
-            OSError,
-            TimeoutError,
-        )
-        self._dropped: type[BaseException] = redis.ConnectionError
-        if client is None:
-            client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self.client = client
-        self.prefix = prefix
+        if sum(given is not None for given in (url, client, store)) != 1:
+            raise ValueError("Give either url= or client= (or store=) to RedisRevocationStore.")
+        if store is not None:
+            self.store = store.namespace("revoked")
+        else:
+            self.store = RedisStore(url, client=client, prefix=prefix, timeout=timeout)
 
-    async def revoke(self, jti: str, expires_at: int) -> bool:
-        ttl = max(1, math.ceil(expires_at - time.time()))  # never shorter than the token
-        try:
-            created = await self.client.set(self.prefix + jti, b"1", ex=ttl, nx=True)
-        except self._errors as error:
-            logger.error("Redis unreachable while revoking a token: %r", error)
-            raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
-        return bool(created)
-
-    async def is_revoked(self, *ids: str) -> bool:
-        if not ids:
-            return False
-        keys = [self.prefix + jti for jti in ids]
-        try:
-            try:
-                found = await self.client.exists(*keys)
-            except self._dropped:
-                # A pooled connection that Redis dropped (restart, failover, CLIENT KILL,
-                # idle timeout) fails its next command: a read is safe to try once more,
-                # on a new connection, before answering 503.
-                found = await self.client.exists(*keys)
-        except self._errors as error:
-            logger.error("Redis unreachable while checking a token: %r", error)
-            raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
-        return bool(found)
-
-    async def aclose(self) -> None:
-        """Close the client's connections."""
-        await self.client.aclose()
+    @property
+    def client(self) -> Any:
+        """The ``redis.asyncio.Redis`` client."""
+        return cast(RedisStore, self.store).client

@@ -1,0 +1,604 @@
+"""One key-value store for every stateful block: in memory for one process, Redis for many.
+
+Revoked tokens, rate limits (and later response caches and idempotency keys) keep their
+state through a `Store`: bytes under string keys, each with an optional time to live, plus
+the atomic operations those blocks need (set-if-absent, counters, and the GCRA rate-limit
+step). `MemoryStore` is the embedded default; `RedisStore` is the same API on Redis, shared
+by every worker and machine, where each atomic operation is one round trip (a Lua script or
+a single command). ``store.namespace("ratelimit")`` gives a view whose keys live under their
+own prefix, so one Redis serves every block without collisions.
+
+The store is the time authority for what it keeps: `MemoryStore` reads its ``clock``
+(``time.time`` unless told), `RedisStore` the Redis server's ``TIME`` unless given a
+``clock``, so workers on machines whose clocks disagree still share one timeline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from fastkit._compat import require
+
+__all__ = [
+    "GCRAResult",
+    "MemoryStore",
+    "RedisStore",
+    "Store",
+    "StoreError",
+    "Window",
+]
+
+Clock = Callable[[], float]
+
+# Slack for float rounding in the GCRA arithmetic: a burst of exactly `limit` requests at one
+# instant must all pass although `limit * (period / limit)` may come out a hair above `period`.
+_EPSILON = 1e-6
+
+
+class StoreError(Exception):
+    """The store could not be reached or answered an error; the operation may not have run.
+
+    Each block decides what that means for a request: revocation checks fail closed (503),
+    a rate limit follows its ``on_error``.
+    """
+
+
+@dataclass(frozen=True)
+class Window:
+    """One rate-limit window: at most ``limit`` units per ``period`` seconds, GCRA-paced."""
+
+    limit: int
+    period: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
+            raise ValueError(f"A window's limit must be a whole number >= 1, got {self.limit!r}.")
+        if not self.period > 0 or not math.isfinite(self.period):
+            raise ValueError(f"A window's period must be positive seconds, got {self.period!r}.")
+
+    @property
+    def field(self) -> str:
+        """The window's name inside a key's state (changes when the window does)."""
+        return f"{self.limit}/{self.period:g}"
+
+
+@dataclass(frozen=True)
+class GCRAResult:
+    """The outcome of one `Store.gcra` call, window by window in the order given.
+
+    Attributes:
+        allowed: True if every window had room and the cost was taken from all of them;
+            False if any window was full, and then nothing was taken from any.
+        remaining: Units each window still has after this call.
+        reset: Seconds until each window gets its next unit back (0 when it is full).
+        retry_after: Seconds until the refused cost would pass (0 when allowed).
+    """
+
+    allowed: bool
+    remaining: tuple[int, ...]
+    reset: tuple[float, ...]
+    retry_after: float
+
+
+def _gcra_step(
+    stored: Sequence[float | None], now: float, windows: Sequence[Window], cost: int
+) -> tuple[GCRAResult, list[float] | None]:
+    """The GCRA decision for every window at once; the new arrival times if allowed.
+
+    Each window keeps one number per key, its theoretical arrival time (TAT): the instant by
+    which the units taken so far would have drained at ``limit / period``. A request of
+    ``cost`` fits while ``TAT + cost * interval - period <= now``. A negative cost gives
+    units back (never past a full window). The same arithmetic runs in `RedisStore`'s Lua.
+    """
+    new_tats: list[float] = []
+    remaining: list[int] = []
+    reset: list[float] = []
+    retry_after = 0.0
+    allowed = True
+    for window, previous in zip(windows, stored):
+        interval = window.period / window.limit
+        tat = now if previous is None or previous < now else previous
+        if cost >= 0:
+            new_tat = tat + cost * interval
+            wait = new_tat - window.period - now
+            if wait > _EPSILON:
+                allowed = False
+                retry_after = max(retry_after, wait)
+                new_tat = tat
+        else:
+            new_tat = max(tat + cost * interval, now)
+        new_tats.append(new_tat)
+    for window, new_tat in zip(windows, new_tats if allowed else _current(stored, now)):
+        interval = window.period / window.limit
+        used = new_tat - now  # seconds of budget in use
+        free = window.period - used
+        units = max(0, min(window.limit, math.floor(free / interval + _EPSILON)))
+        remaining.append(units)
+        if units >= window.limit:
+            reset.append(0.0)
+        else:
+            reset.append(max(0.0, (units + 1) * interval - free))
+    result = GCRAResult(allowed, tuple(remaining), tuple(reset), retry_after if not allowed else 0.0)
+    return result, (new_tats if allowed else None)
+
+
+def _current(stored: Sequence[float | None], now: float) -> list[float]:
+    return [now if tat is None or tat < now else tat for tat in stored]
+
+
+def _check_windows(windows: Sequence[Window], cost: int) -> None:
+    if not windows:
+        raise ValueError("gcra() needs at least one Window.")
+    if not isinstance(cost, int) or isinstance(cost, bool):
+        raise TypeError(f"cost must be an int, got {type(cost).__name__}.")
+
+
+def _check_ttl(ttl: float | None) -> None:
+    if ttl is not None and not ttl > 0:
+        raise ValueError(f"ttl must be positive seconds or None, got {ttl!r}.")
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Bytes under string keys, with TTLs and the atomic operations fastkit's blocks need.
+
+    Every method may raise `StoreError` when the backend cannot be reached.
+    """
+
+    def namespace(self, name: str) -> Store:
+        """A view of this store whose keys live under ``name:`` (same backend)."""
+        ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The value of ``key``, or None if absent or expired."""
+        ...
+
+    async def set(
+        self, key: str, value: bytes, *, ttl: float | None = None, if_absent: bool = False
+    ) -> bool:
+        """Store ``value`` (for ``ttl`` seconds); with ``if_absent``, only if ``key`` is free.
+
+        Returns:
+            True if written; False if ``if_absent`` and the key existed.
+        """
+        ...
+
+    async def delete(self, *keys: str) -> int:
+        """Remove ``keys``; the number that existed."""
+        ...
+
+    async def exists(self, *keys: str) -> int:
+        """How many of ``keys`` exist."""
+        ...
+
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        """Add ``amount`` to the integer at ``key`` (0 if absent) and return it.
+
+        ``ttl`` applies when the call creates the key; an existing key keeps its expiry.
+        """
+        ...
+
+    async def gcra(self, key: str, windows: Sequence[Window], cost: int = 1) -> GCRAResult:
+        """Take ``cost`` units from every window of ``key`` at once, or from none.
+
+        Atomic across every client of the store: of concurrent calls, exactly as many pass
+        as the windows allow. A negative ``cost`` gives units back.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (a no-op for memory)."""
+        ...
+
+
+class MemoryStore:
+    """A `Store` in this process's memory: one worker, tests, and the embedded default.
+
+    Each operation runs without awaiting, so it is atomic for every coroutine of the
+    process. Expired keys are dropped as time passes (a heap of deadlines, one entry per
+    key); ``max_keys`` bounds memory under a flood of distinct keys by dropping the keys
+    closest to expiry first.
+
+    Args:
+        clock: Seconds, ``time.time`` by default; tests pass a fake clock to step time.
+        max_keys: Most keys kept at once (None: no bound).
+
+    Raises:
+        ValueError: If ``max_keys`` is below 1.
+    """
+
+    def __init__(self, *, clock: Clock = time.time, max_keys: int | None = 1_000_000) -> None:
+        if max_keys is not None and max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1 or None, got {max_keys}.")
+        self.clock = clock
+        self.max_keys = max_keys
+        self._prefix = ""
+        self._data: dict[str, Any] = {}
+        self._expires: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: set[str] = set()
+
+    def namespace(self, name: str) -> MemoryStore:
+        view = object.__new__(MemoryStore)
+        view.__dict__.update(self.__dict__)  # shares the same dicts, heap and clock
+        view._prefix = f"{self._prefix}{name}:"
+        return view
+
+    # -- expiry ---------------------------------------------------------------------------
+
+    def _purge(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            expires = self._expires.get(key)
+            if expires is not None and expires > now:
+                heapq.heappush(heap, (expires, key))  # extended since: look again then
+                continue
+            self._scheduled.discard(key)
+            if expires is not None:
+                del self._expires[key]
+                self._data.pop(key, None)
+
+    def _expire_at(self, key: str, deadline: float | None) -> None:
+        if deadline is None:
+            self._expires.pop(key, None)
+            return
+        self._expires[key] = deadline
+        if key not in self._scheduled:
+            self._scheduled.add(key)
+            heapq.heappush(self._heap, (deadline, key))
+
+    def _live(self, key: str, now: float) -> bool:
+        if key not in self._data:
+            return False
+        expires = self._expires.get(key)
+        if expires is not None and expires <= now:
+            del self._data[key]
+            del self._expires[key]
+            return False
+        return True
+
+    def _make_room(self) -> None:
+        if self.max_keys is None or len(self._data) < self.max_keys:
+            return
+        # Drop the keys closest to their deadline (then any key) until one fits.
+        while self._heap and len(self._data) >= self.max_keys:
+            _, key = heapq.heappop(self._heap)
+            self._scheduled.discard(key)
+            self._expires.pop(key, None)
+            self._data.pop(key, None)
+        while len(self._data) >= self.max_keys:
+            key = next(iter(self._data))
+            self._expires.pop(key, None)
+            del self._data[key]
+
+    def _write(self, key: str, value: Any, deadline: float | None) -> None:
+        if key not in self._data:
+            self._make_room()
+        self._data[key] = value
+        self._expire_at(key, deadline)
+
+    # -- operations -----------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        key = self._prefix + key
+        now = self.clock()
+        self._purge(now)
+        if not self._live(key, now):
+            return None
+        value = self._data[key]
+        return value if isinstance(value, bytes) else str(value).encode()
+
+    async def set(
+        self, key: str, value: bytes, *, ttl: float | None = None, if_absent: bool = False
+    ) -> bool:
+        _check_ttl(ttl)
+        key = self._prefix + key
+        now = self.clock()
+        self._purge(now)
+        if if_absent and self._live(key, now):
+            return False
+        self._write(key, bytes(value), None if ttl is None else now + ttl)
+        return True
+
+    async def delete(self, *keys: str) -> int:
+        now = self.clock()
+        self._purge(now)
+        removed = 0
+        for key in keys:
+            key = self._prefix + key
+            if self._live(key, now):
+                del self._data[key]
+                self._expires.pop(key, None)
+                removed += 1
+        return removed
+
+    async def exists(self, *keys: str) -> int:
+        now = self.clock()
+        self._purge(now)
+        return sum(1 for key in keys if self._live(self._prefix + key, now))
+
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        _check_ttl(ttl)
+        key = self._prefix + key
+        now = self.clock()
+        self._purge(now)
+        if self._live(key, now):
+            current = self._data[key]
+            try:
+                value = int(current) + amount
+            except ValueError:
+                raise StoreError(f"The value at {key!r} is not an integer.") from None
+            self._data[key] = str(value).encode()
+            return value
+        self._write(key, str(amount).encode(), None if ttl is None else now + ttl)
+        return amount
+
+    async def gcra(self, key: str, windows: Sequence[Window], cost: int = 1) -> GCRAResult:
+        _check_windows(windows, cost)
+        key = self._prefix + key
+        now = self.clock()
+        self._purge(now)
+        state: dict[str, float] = self._data[key] if self._live(key, now) else {}
+        stored = [state.get(window.field) for window in windows]
+        result, new_tats = _gcra_step(stored, now, windows, cost)
+        if new_tats is not None:
+            updated = dict(state)
+            updated.update((w.field, tat) for w, tat in zip(windows, new_tats))
+            deadline = max(updated.values())
+            if deadline > now:
+                self._write(key, updated, deadline)
+            elif key in self._data:
+                del self._data[key]
+                self._expires.pop(key, None)
+        return result
+
+    async def aclose(self) -> None:
+        return None
+
+    def __len__(self) -> int:
+        """Live keys in this namespace (the whole store when it has no prefix)."""
+        self._purge(self.clock())
+        if not self._prefix:
+            return len(self._data)
+        return sum(1 for key in self._data if key.startswith(self._prefix))
+
+
+# KEYS[1]: the key's hash. ARGV[1]: now in seconds ('' = the server's TIME); ARGV[2]: cost;
+# then one (field, limit, period) triple per window. Mirrors _gcra_step; numbers travel as
+# strings with 17 significant digits (Redis would truncate Lua numbers to integers).
+_GCRA_LUA = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[1])
+end
+local cost = tonumber(ARGV[2])
+local eps = 1e-6
+local n = (#ARGV - 2) / 3
+local fields, limits, periods = {}, {}, {}
+for i = 1, n do
+  fields[i] = ARGV[3 * i]
+  limits[i] = tonumber(ARGV[3 * i + 1])
+  periods[i] = tonumber(ARGV[3 * i + 2])
+end
+local stored = redis.call('HMGET', KEYS[1], unpack(fields))
+local tats, new_tats = {}, {}
+local allowed = true
+local retry = 0
+for i = 1, n do
+  local interval = periods[i] / limits[i]
+  local tat = tonumber(stored[i])
+  if tat == nil or tat < now then tat = now end
+  tats[i] = tat
+  local new_tat
+  if cost >= 0 then
+    new_tat = tat + cost * interval
+    local wait = new_tat - periods[i] - now
+    if wait > eps then
+      allowed = false
+      if wait > retry then retry = wait end
+      new_tat = tat
+    end
+  else
+    new_tat = math.max(tat + cost * interval, now)
+  end
+  new_tats[i] = new_tat
+end
+local out = {allowed and '1' or '0', string.format('%.17g', allowed and 0 or retry)}
+local chosen = allowed and new_tats or tats
+local deadline = now
+for i = 1, n do
+  local interval = periods[i] / limits[i]
+  local free = periods[i] - (chosen[i] - now)
+  local units = math.floor(free / interval + eps)
+  if units < 0 then units = 0 end
+  if units > limits[i] then units = limits[i] end
+  local reset = 0
+  if units < limits[i] then reset = math.max(0, (units + 1) * interval - free) end
+  out[#out + 1] = tostring(units)
+  out[#out + 1] = string.format('%.17g', reset)
+  if chosen[i] > deadline then deadline = chosen[i] end
+end
+if allowed then
+  local args = {}
+  for i = 1, n do
+    args[#args + 1] = fields[i]
+    args[#args + 1] = string.format('%.17g', new_tats[i])
+  end
+  redis.call('HSET', KEYS[1], unpack(args))
+  local ttl_ms = math.ceil((deadline - now) * 1000)
+  if ttl_ms > 0 then
+    -- The key lives as long as its longest window's state.
+    redis.call('PEXPIRE', KEYS[1], ttl_ms + 1)
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+return out
+"""
+
+# A counter whose TTL is set by the call that creates it, in one round trip.
+_INCR_LUA = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
+"""
+
+
+class _RedisBackend:
+    """The client, scripts and error types one `RedisStore` and its namespaces share."""
+
+    def __init__(self, client: Any, redis: Any, clock: Clock | None) -> None:
+        self.client = client
+        self.clock = clock
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
+        self.dropped: type[BaseException] = redis.ConnectionError
+        self._scripts: dict[str, Any] = {}
+
+    def script(self, source: str) -> Any:
+        """``source`` as a redis-py Script (EVALSHA, loading it on a NOSCRIPT reply)."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.client.register_script(source)
+        return script
+
+
+class RedisStore:
+    """A `Store` on Redis (redis-py asyncio), shared by every worker and machine.
+
+    Atomic operations are one round trip each: ``SET NX PX``, and Lua scripts (sent once,
+    then called by hash) for the GCRA step and for counters with a TTL. The GCRA step reads
+    the Redis server's clock (``TIME``) unless a ``clock`` is given, so workers whose own
+    clocks drift apart still count on one timeline.
+
+    A read whose pooled connection was dropped (a Redis restart, ``CLIENT KILL``) is tried
+    once more on a new connection; a write is not (it may have run). Any other failure
+    raises `StoreError`.
+
+    Args:
+        url: ``redis://host:6379/0`` (or ``rediss://``, ``unix://``).
+        client: A ready ``redis.asyncio.Redis`` client instead of ``url``.
+        prefix: Prefix of every key this store writes.
+        timeout: Socket timeout in seconds for clients made from ``url``.
+        clock: Seconds for the GCRA step instead of the server's ``TIME`` (tests).
+
+    Raises:
+        ValueError: If neither or both of ``url`` and ``client`` are given.
+        MissingDependencyError: Without the ``redis`` extra.
+
+    Example:
+        ```python
+        store = RedisStore("redis://localhost:6379/0")
+        limit = RateLimit("10/second", store=store)
+        auth = JWTAuth(tokens, user_loader=load, revocation=RedisRevocationStore(store=store))
+        ```
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "fastkit:",
+        timeout: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ValueError("Give either url= or client= to RedisStore.")
+        redis = require("redis.asyncio", "redis")
+        if client is None:
+            client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._backend = _RedisBackend(client, redis, clock)
+        self.prefix = prefix
+
+    @property
+    def client(self) -> Any:
+        """The ``redis.asyncio.Redis`` client."""
+        return self._backend.client
+
+    def namespace(self, name: str) -> RedisStore:
+        view = object.__new__(RedisStore)
+        view._backend = self._backend
+        view.prefix = f"{self.prefix}{name}:"
+        return view
+
+    async def _run(self, what: str, call: Callable[[], Any], *, read: bool = False) -> Any:
+        backend = self._backend
+        try:
+            try:
+                return await call()
+            except backend.dropped:
+                if not read:
+                    raise
+                return await call()  # a read is safe to try once more, on a new connection
+        except backend.errors as error:
+            raise StoreError(f"Redis {what} failed: {error!r}") from error
+
+    async def get(self, key: str) -> bytes | None:
+        client = self._backend.client
+        value = await self._run("GET", lambda: client.get(self.prefix + key), read=True)
+        return None if value is None else bytes(value)
+
+    async def set(
+        self, key: str, value: bytes, *, ttl: float | None = None, if_absent: bool = False
+    ) -> bool:
+        _check_ttl(ttl)
+        client = self._backend.client
+        px = None if ttl is None else max(1, math.ceil(ttl * 1000))
+        done = await self._run(
+            "SET", lambda: client.set(self.prefix + key, value, px=px, nx=if_absent)
+        )
+        return bool(done)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        client = self._backend.client
+        names = [self.prefix + key for key in keys]
+        return int(await self._run("DEL", lambda: client.delete(*names)))
+
+    async def exists(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        client = self._backend.client
+        names = [self.prefix + key for key in keys]
+        return int(await self._run("EXISTS", lambda: client.exists(*names), read=True))
+
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        _check_ttl(ttl)
+        script = self._backend.script(_INCR_LUA)
+        px = "" if ttl is None else str(max(1, math.ceil(ttl * 1000)))
+        return int(
+            await self._run("INCRBY", lambda: script(keys=[self.prefix + key], args=[amount, px]))
+        )
+
+    async def gcra(self, key: str, windows: Sequence[Window], cost: int = 1) -> GCRAResult:
+        _check_windows(windows, cost)
+        backend = self._backend
+        now = "" if backend.clock is None else repr(float(backend.clock()))
+        args: list[Any] = [now, cost]
+        for window in windows:
+            args.extend((window.field, window.limit, repr(float(window.period))))
+        script = backend.script(_GCRA_LUA)
+        reply = await self._run("GCRA", lambda: script(keys=[self.prefix + key], args=args))
+        values = [item.decode() if isinstance(item, bytes) else str(item) for item in reply]
+        return GCRAResult(
+            allowed=values[0] == "1",
+            remaining=tuple(int(values[i]) for i in range(2, len(values), 2)),
+            reset=tuple(float(values[i]) for i in range(3, len(values), 2)),
+            retry_after=float(values[1]),
+        )
+
+    async def aclose(self) -> None:
+        """Close the client's connections (shared with every namespace of this store)."""
+        await self._backend.client.aclose()
