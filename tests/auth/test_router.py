@@ -826,6 +826,7 @@ def test_openapi_documents_the_token_endpoint(client: TestClient) -> None:
         "invalid_grant",
         "unsupported_grant_type",
         "invalid_scope",
+        "slow_down",  # 429: too many failed logins
     }
 
 

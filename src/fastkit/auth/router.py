@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fastkit._concurrency import call_maybe_async
 from fastkit.auth.dependencies import InvalidToken, JWTAuth
 from fastkit.auth.tokens import MAX_TOKEN_LENGTH, TokenClaims, TokenError
-from fastkit.errors import BadRequest, Forbidden, Unauthorized, render_error
+from fastkit.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized, render_error
+from fastkit.ratelimit import LoginThrottle
 from fastkit.responses import Envelope, ok
 
 __all__ = ["OAuth2ErrorResponse", "RefreshRequest", "TokenResponse", "auth_router"]
@@ -29,8 +30,17 @@ WRONG_CREDENTIALS = "Incorrect username or password"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 OAuth2ErrorCode = Literal[
-    "invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope"
+    "invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope", "slow_down"
 ]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "LoginThrottle()"
+
+
+# auth_router's login_throttle default: a new LoginThrottle() for each router.
+_DEFAULT_THROTTLE: Any = _Default()
 
 
 class TokenResponse(BaseModel):
@@ -78,6 +88,16 @@ def _oauth2_error(request: Request, refused: _Refused) -> Response:
     )
 
 
+def _throttled(request: Request, error: TooManyRequests) -> Response:
+    """429 with ``Retry-After``, and ``slow_down`` for OAuth2 clients to raise on."""
+    headers = {**NO_STORE, **(error.headers or {})}
+    return render_error(
+        request,
+        TooManyRequests(error.message, headers=headers),
+        extra={"error": "slow_down", "error_description": error.message},
+    )
+
+
 def _default_subject(user: Any) -> str:
     """The user's ``id``, ``username`` or ``email``: an attribute, or a key of a mapping."""
     for name in ("id", "username", "email"):
@@ -99,6 +119,7 @@ def auth_router(
     prefix: str = "/auth",
     tags: Sequence[str] = ("auth",),
     max_password_length: int = 1024,
+    login_throttle: LoginThrottle | None = _DEFAULT_THROTTLE,
 ) -> APIRouter:
     """``POST {prefix}/token``, ``/refresh`` and ``/logout`` for ``auth``.
 
@@ -118,6 +139,10 @@ def auth_router(
       refresh grants the token's scopes that ``user_scopes(user)`` still allows, and never
       past the login's absolute lifetime (``TokenService(session_ttl=...)``).
     - ``/logout`` (with the access token) revokes every token of that login.
+    - Password logins are throttled (``login_throttle``): every attempt counts against
+      its username and its client before the password is checked, a success gives both
+      back, and past the limit the answer is 429 with ``Retry-After`` (and
+      ``error=slow_down`` on ``/token``), without checking the password.
 
     Args:
         auth: The `JWTAuth` whose tokens and revocation store to use.
@@ -132,6 +157,10 @@ def auth_router(
         tags: OpenAPI tags.
         max_password_length: Longer passwords are answered 422 before ``authenticate``
             runs, so nobody makes the server hash megabytes.
+        login_throttle: Failed-login limits (default: ``LoginThrottle()``, 10 a minute and
+            100 an hour per username, 100 a minute and 1000 an hour per client, in this
+            process's memory; pass ``LoginThrottle(store=redis_store)`` for several
+            workers); None turns throttling off.
 
     Raises:
         ValueError: If ``max_password_length`` is below 1.
@@ -140,6 +169,7 @@ def auth_router(
         raise ValueError(f"max_password_length must be at least 1, got {max_password_length}.")
     router = APIRouter(prefix=prefix, tags=list(tags))
     tokens = auth.tokens
+    throttle = LoginThrottle() if login_throttle is _DEFAULT_THROTTLE else login_throttle
 
     def allowed_scopes(user: U) -> set[str]:
         return set(user_scopes(user)) if user_scopes is not None else set()
@@ -161,13 +191,22 @@ def auth_router(
         )
 
     async def password_grant(
-        username: str | None, password: str | None, scope: str | None
+        request: Request, username: str | None, password: str | None, scope: str | None
     ) -> TokenResponse:
         if not username or not password:
             raise _Refused("invalid_request", "The password grant needs a username and password.")
-        user = cast(U | None, await call_maybe_async(authenticate, username, password))
+        # Counted before the password is checked: concurrent guesses cannot all pass.
+        taken = await throttle.attempt(request, username) if throttle is not None else []
+        try:
+            user = cast(U | None, await call_maybe_async(authenticate, username, password))
+        except BaseException:
+            if throttle is not None:
+                await throttle.succeeded(taken)  # nothing was checked (a 503, say)
+            raise
         if user is None:
             raise _Refused("invalid_grant", WRONG_CREDENTIALS, "wrong_credentials")
+        if throttle is not None:
+            await throttle.succeeded(taken)  # the right password: the attempt is not held
         if auth.is_active is not None and not auth.is_active(user):
             raise _Refused("invalid_grant", "Inactive user", "inactive_user")
         allowed = allowed_scopes(user)
@@ -212,7 +251,11 @@ def auth_router(
         "/token",
         response_model=TokenResponse,
         responses={
-            400: {"model": OAuth2ErrorResponse, "description": "OAuth2 error (RFC 6749 5.2)"}
+            400: {"model": OAuth2ErrorResponse, "description": "OAuth2 error (RFC 6749 5.2)"},
+            429: {
+                "model": OAuth2ErrorResponse,
+                "description": "Too many failed logins (error=slow_down); see Retry-After",
+            },
         },
     )
     async def login(
@@ -232,7 +275,7 @@ def auth_router(
         """
         try:
             if grant_type in (None, "", "password"):
-                issued = await password_grant(username, password, scope)
+                issued = await password_grant(request, username, password, scope)
             elif grant_type == "refresh_token":
                 if not refresh_token:
                     raise _Refused("invalid_request", "The refresh grant needs a refresh_token.")
@@ -247,6 +290,9 @@ def auth_router(
         except _Refused as refused:
             logger.info("Token request refused: %s", refused.reason)
             return _oauth2_error(request, refused)
+        except TooManyRequests as error:
+            logger.warning("Token request refused: too many failed logins")
+            return _throttled(request, error)
         response.headers.update(NO_STORE)
         return issued
 

@@ -29,6 +29,7 @@ from fastkit.errors.handlers import (
     ErrorStyle,
     ProblemResponse,
     UnhandledErrorMiddleware,
+    add_error_headers,
     install_exception_handlers,
     render_error,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Unauthorized",
     "UnhandledErrorMiddleware",
     "UnprocessableEntity",
+    "add_error_headers",
     "document_error_responses",
     "install_exception_handlers",
     "render_error",

@@ -34,6 +34,7 @@ __all__ = [
     "ErrorStyle",
     "ProblemResponse",
     "UnhandledErrorMiddleware",
+    "add_error_headers",
     "install_exception_handlers",
     "render_error",
 ]
@@ -56,6 +57,19 @@ def _style_of(request: Request) -> str:
     return str(getattr(request.app.state, _STATE_KEY, "envelope"))
 
 
+_ERROR_HEADERS_KEY = "fastkit.error_headers"
+
+
+def add_error_headers(request: Request, headers: Mapping[str, str]) -> None:
+    """Give every error answer rendered for this request ``headers`` too.
+
+    For a dependency whose headers must reach the client whatever the route answers (rate
+    limit fields on a 404 or a 422): headers set on FastAPI's ``Response`` parameter only
+    reach successful answers. An exception's own headers win over these.
+    """
+    request.scope.setdefault(_ERROR_HEADERS_KEY, {}).update(headers)
+
+
 def _render(
     request: Request,
     *,
@@ -71,6 +85,9 @@ def _render(
 
     ``errors`` are validation errors; ``extra`` are members added to the body.
     """
+    kept = request.scope.get(_ERROR_HEADERS_KEY)
+    if kept:
+        headers = {**kept, **headers} if headers else kept
     if _style_of(request) == "problem":
         body: dict[str, Any] = {
             "type": "about:blank",

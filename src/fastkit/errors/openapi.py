@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 __all__ = ["document_error_responses"]
 
@@ -94,9 +97,49 @@ def _error_response(style: str, description: str) -> dict[str, Any]:
     }
 
 
-def _document_errors(operation: dict[str, Any], style: str) -> None:
+def _declared_responses(app: FastAPI) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """The answers each route's dependencies declare, by (path, method).
+
+    A dependency (a callable, or an object with ``__call__``) may say which error answers
+    it can cause with an ``openapi_responses`` mapping of status to an OpenAPI response
+    (``RateLimit`` declares its 429); they are documented on every route that uses it.
+    """
+    declared: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        found: dict[str, dict[str, Any]] = {}
+        pending = [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            pending.extend(dependant.dependencies)
+            answers = getattr(dependant.call, "openapi_responses", None)
+            if not isinstance(answers, Mapping):
+                continue
+            for status, answer in answers.items():
+                if str(status) in found:  # two limits on one route: one answer, both named
+                    first = found[str(status)]
+                    first["description"] += "; " + str(answer.get("description", ""))
+                else:
+                    found[str(status)] = copy.deepcopy(dict(answer))
+        if found:
+            for method in route.methods or ():
+                declared[(route.path_format, method.lower())] = found
+    return declared
+
+
+def _document_errors(
+    operation: dict[str, Any], style: str, declared: Mapping[str, dict[str, Any]]
+) -> None:
     """Add the error answers every operation can give, where the app did not document them."""
     responses = operation.setdefault("responses", {})
+    for status, answer in declared.items():
+        answer = copy.deepcopy(answer)
+        answer.setdefault(
+            "content",
+            {_MEDIA_TYPES[style]: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        )
+        responses.setdefault(status, answer)
     security = operation.get("security") or []
     if security:
         responses.setdefault(
@@ -116,7 +159,8 @@ def document_error_responses(app: FastAPI, style: str) -> None:
     """Make ``app``'s OpenAPI describe the error bodies fastkit's handlers really send.
 
     422 gets its real body; every operation gets ``4XX`` and ``5XX`` answers in the error
-    style (``ErrorResponse``), and 401/403 where it requires a token or scopes, unless the
+    style (``ErrorResponse``), 401/403 where it requires a token or scopes, and the answers
+    its dependencies declare in ``openapi_responses`` (a `RateLimit`'s 429), unless the
     app documented those codes itself. `install_exception_handlers` calls it.
 
     Args:
@@ -133,10 +177,11 @@ def document_error_responses(app: FastAPI, style: str) -> None:
             schemas["HTTPValidationError"] = _VALIDATION_BODY_SCHEMAS[style]
             schemas["ValidationError"] = _VALIDATION_ITEM_SCHEMA
         schemas.setdefault("ErrorResponse", _ERROR_BODY_SCHEMAS[style])
-        for path_item in schema.get("paths", {}).values():
+        declared = _declared_responses(app)
+        for path, path_item in schema.get("paths", {}).items():
             for method, operation in path_item.items():
                 if method in _HTTP_METHODS and isinstance(operation, dict):
-                    _document_errors(operation, style)
+                    _document_errors(operation, style, declared.get((path, method), {}))
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
