@@ -100,7 +100,7 @@ def _gcra_step(
     reset: list[float] = []
     retry_after = 0.0
     allowed = True
-    for window, previous in zip(windows, stored):
+    for window, previous in zip(windows, stored, strict=True):
         interval = window.period / window.limit
         tat = now if previous is None or previous < now else previous
         if cost >= 0:
@@ -113,7 +113,8 @@ def _gcra_step(
         else:
             new_tat = max(tat + cost * interval, now)
         new_tats.append(new_tat)
-    for window, new_tat in zip(windows, new_tats if allowed else _current(stored, now)):
+    chosen = new_tats if allowed else _current(stored, now)
+    for window, new_tat in zip(windows, chosen, strict=True):
         interval = window.period / window.limit
         used = new_tat - now  # seconds of budget in use
         free = window.period - used
@@ -123,7 +124,7 @@ def _gcra_step(
             reset.append(0.0)
         else:
             reset.append(max(0.0, (units + 1) * interval - free))
-    result = GCRAResult(allowed, tuple(remaining), tuple(reset), retry_after if not allowed else 0.0)
+    result = GCRAResult(allowed, tuple(remaining), tuple(reset), 0.0 if allowed else retry_after)
     return result, (new_tats if allowed else None)
 
 
@@ -349,7 +350,7 @@ class MemoryStore:
         result, new_tats = _gcra_step(stored, now, windows, cost)
         if new_tats is not None:
             updated = dict(state)
-            updated.update((w.field, tat) for w, tat in zip(windows, new_tats))
+            updated.update((w.field, tat) for w, tat in zip(windows, new_tats, strict=True))
             deadline = max(updated.values())
             if deadline > now:
                 self._write(key, updated, deadline)
