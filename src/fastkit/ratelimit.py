@@ -91,8 +91,16 @@ def parse_rate(rate: str) -> tuple[Window, ...]:
                 '"1000/hour" or "5/10minutes".'
             )
         count, multiple = int(match.group(1)), int(match.group(2) or 1)
-        if count < 1 or multiple < 1:
-            raise ValueError(f"A rate needs at least 1 request per period, got {part.strip()!r}.")
+        if count < 1:
+            raise ValueError(
+                f"A rate needs at least 1 request per period, got {part.strip()!r}; write it "
+                'like "1/second".'
+            )
+        if multiple < 1:
+            raise ValueError(
+                f"A rate's period must be at least 1 unit long, got {part.strip()!r}; write it "
+                'like "10/second" or "10/5seconds".'
+            )
         windows.append(Window(count, float(multiple * unit)))
     if not windows:
         raise ValueError(f'A rate is text like "10/second;1000/hour", got {rate!r}.')
