@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,9 +36,14 @@ __all__ = [
 
 Clock = Callable[[], float]
 
-# Slack for float rounding in the GCRA arithmetic: a burst of exactly `limit` requests at one
-# instant must all pass although `limit * (period / limit)` may come out a hair above `period`.
-_EPSILON = 1e-6
+# What Redis's INCRBY accepts: a decimal 64-bit integer, no sign but "-", no spaces.
+_INTEGER = re.compile(rb"-?[1-9][0-9]*|0")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+# Relative slack for float rounding in the GCRA arithmetic: a burst of exactly `limit` requests
+# at one instant must all pass although `limit * (period / limit)` may come out a hair above
+# `period`; 1e-9 of a period is far below any clock's resolution.
+_SLACK = 1e-9
 
 
 class StoreError(Exception):
@@ -85,51 +91,50 @@ class GCRAResult:
     retry_after: float
 
 
-def _gcra_step(
-    stored: Sequence[float | None], now: float, windows: Sequence[Window], cost: int
-) -> tuple[GCRAResult, list[float] | None]:
-    """The GCRA decision for every window at once; the new arrival times if allowed.
+State = tuple[float, float]  # (when, debt): seconds of budget in use at that instant
 
-    Each window keeps one number per key, its theoretical arrival time (TAT): the instant by
-    which the units taken so far would have drained at ``limit / period``. A request of
-    ``cost`` fits while ``TAT + cost * interval - period <= now``. A negative cost gives
-    units back (never past a full window). The same arithmetic runs in `RedisStore`'s Lua.
+
+def _gcra_step(
+    stored: Sequence[State | None], now: float, windows: Sequence[Window], cost: int
+) -> tuple[GCRAResult, list[State]]:
+    """The GCRA decision for every window at once, and each window's state afterwards.
+
+    GCRA keeps one moment per key and window, the theoretical arrival time (TAT): the
+    instant by which the units taken so far would have drained at ``limit / period``. A
+    request of ``cost`` fits while ``TAT + cost * interval - period <= now``. Here the TAT
+    is kept as its distance from the last call, the *debt* (``TAT - when``, at most about a
+    period), beside that call's time: sums and comparisons then run on small numbers, and a
+    burst of exactly ``limit`` passes whatever the clock reads (an absolute TAT near today's
+    1.8e9 seconds loses 2.4e-7 s at every step, and a long burst drifts by whole units).
+    A negative cost gives units back (never past a full window). The same arithmetic runs
+    in `RedisStore`'s Lua script.
     """
-    new_tats: list[float] = []
-    remaining: list[int] = []
-    reset: list[float] = []
+    debts: list[float] = []
+    new_debts: list[float] = []
     retry_after = 0.0
     allowed = True
     for window, previous in zip(windows, stored, strict=True):
         interval = window.period / window.limit
-        tat = now if previous is None or previous < now else previous
-        if cost >= 0:
-            new_tat = tat + cost * interval
-            wait = new_tat - window.period - now
-            if wait > _EPSILON:
-                allowed = False
-                retry_after = max(retry_after, wait)
-                new_tat = tat
-        else:
-            new_tat = max(tat + cost * interval, now)
-        new_tats.append(new_tat)
-    chosen = new_tats if allowed else _current(stored, now)
-    for window, new_tat in zip(windows, chosen, strict=True):
+        # The clock going back (a smaller now) keeps the debt: never more units than due.
+        debt = 0.0 if previous is None else max(0.0, previous[1] - max(0.0, now - previous[0]))
+        debts.append(debt)
+        new_debt = max(0.0, debt + cost * interval)
+        if cost > 0 and new_debt > window.period * (1 + _SLACK):
+            allowed = False
+            retry_after = max(retry_after, new_debt - window.period)
+        new_debts.append(new_debt)
+    chosen = new_debts if allowed else debts
+    remaining: list[int] = []
+    reset: list[float] = []
+    for window, debt in zip(windows, chosen, strict=True):
         interval = window.period / window.limit
-        used = new_tat - now  # seconds of budget in use
-        free = window.period - used
-        units = max(0, min(window.limit, math.floor(free / interval + _EPSILON)))
+        free = window.period - debt
+        units = max(0, min(window.limit, math.floor(free / interval + _SLACK)))
         remaining.append(units)
-        if units >= window.limit:
-            reset.append(0.0)
-        else:
-            reset.append(max(0.0, (units + 1) * interval - free))
+        reset.append(0.0 if units >= window.limit else max(0.0, (units + 1) * interval - free))
     result = GCRAResult(allowed, tuple(remaining), tuple(reset), 0.0 if allowed else retry_after)
-    return result, (new_tats if allowed else None)
-
-
-def _current(stored: Sequence[float | None], now: float) -> list[float]:
-    return [now if tat is None or tat < now else tat for tat in stored]
+    whens = [now if previous is None else max(now, previous[0]) for previous in stored]
+    return result, list(zip(whens, chosen, strict=True))
 
 
 def _check_windows(windows: Sequence[Window], cost: int) -> None:
@@ -269,10 +274,17 @@ class MemoryStore:
             return
         # Drop the keys closest to their deadline (then any key) until one fits.
         while self._heap and len(self._data) >= self.max_keys:
-            _, key = heapq.heappop(self._heap)
+            deadline, key = heapq.heappop(self._heap)
+            actual = self._expires.get(key)
+            if actual is None or key not in self._data:
+                self._scheduled.discard(key)  # its TTL was cleared, or it is gone
+                continue
+            if actual > deadline:
+                heapq.heappush(self._heap, (actual, key))  # extended since: not this one
+                continue
             self._scheduled.discard(key)
-            self._expires.pop(key, None)
-            self._data.pop(key, None)
+            del self._expires[key]
+            del self._data[key]
         while len(self._data) >= self.max_keys:
             key = next(iter(self._data))
             self._expires.pop(key, None)
@@ -293,7 +305,9 @@ class MemoryStore:
         if not self._live(key, now):
             return None
         value = self._data[key]
-        return value if isinstance(value, bytes) else str(value).encode()
+        if not isinstance(value, bytes):
+            raise StoreError(f"The value at {key!r} is rate-limit state, not bytes.")
+        return value
 
     async def set(
         self, key: str, value: bytes, *, ttl: float | None = None, if_absent: bool = False
@@ -331,12 +345,15 @@ class MemoryStore:
         self._purge(now)
         if self._live(key, now):
             current = self._data[key]
-            try:
-                value = int(current) + amount
-            except ValueError:
-                raise StoreError(f"The value at {key!r} is not an integer.") from None
+            if not isinstance(current, bytes) or not _INTEGER.fullmatch(current):
+                raise StoreError(f"The value at {key!r} is not an integer.")
+            value = int(current) + amount
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise StoreError(f"Adding {amount} to {key!r} would overflow 64 bits.")
             self._data[key] = str(value).encode()
             return value
+        if not _INT64_MIN <= amount <= _INT64_MAX:
+            raise StoreError(f"Adding {amount} to {key!r} would overflow 64 bits.")
         self._write(key, str(amount).encode(), None if ttl is None else now + ttl)
         return amount
 
@@ -345,18 +362,28 @@ class MemoryStore:
         key = self._prefix + key
         now = self.clock()
         self._purge(now)
-        state: dict[str, float] = self._data[key] if self._live(key, now) else {}
+        state: dict[str, State] = {}
+        if self._live(key, now):
+            state = self._data[key]
+            if not isinstance(state, dict):
+                raise StoreError(f"The value at {key!r} is bytes, not rate-limit state.")
         stored = [state.get(window.field) for window in windows]
-        result, new_tats = _gcra_step(stored, now, windows, cost)
-        if new_tats is not None:
-            updated = dict(state)
-            updated.update((w.field, tat) for w, tat in zip(windows, new_tats, strict=True))
-            deadline = max(updated.values())
-            if deadline > now:
-                self._write(key, updated, deadline)
-            elif key in self._data:
-                del self._data[key]
-                self._expires.pop(key, None)
+        result, states = _gcra_step(stored, now, windows, cost)
+        if not result.allowed:
+            return result
+        updated = dict(state)
+        for window, (when, debt) in zip(windows, states, strict=True):
+            if debt > 0:
+                updated[window.field] = (when, debt)
+            else:
+                updated.pop(window.field, None)  # a full window needs no state
+        # The key lives until its last window's debt has drained, this call's or not.
+        deadline = max((when + debt for when, debt in updated.values()), default=now)
+        if deadline > now:
+            self._write(key, updated, deadline)
+        elif key in self._data:
+            del self._data[key]
+            self._expires.pop(key, None)
         return result
 
     async def aclose(self) -> None:
@@ -371,8 +398,9 @@ class MemoryStore:
 
 
 # KEYS[1]: the key's hash. ARGV[1]: now in seconds ('' = the server's TIME); ARGV[2]: cost;
-# then one (field, limit, period) triple per window. Mirrors _gcra_step; numbers travel as
-# strings with 17 significant digits (Redis would truncate Lua numbers to integers).
+# then one (field, limit, period) triple per window. Each field holds "when debt" (see
+# _gcra_step, which this mirrors). Numbers travel as strings with 17 significant digits:
+# Redis would truncate a Lua number in a reply to an integer.
 _GCRA_LUA = """
 local now
 if ARGV[1] == '' then
@@ -382,7 +410,7 @@ else
   now = tonumber(ARGV[1])
 end
 local cost = tonumber(ARGV[2])
-local eps = 1e-6
+local slack = 1e-9
 local n = (#ARGV - 2) / 3
 local fields, limits, periods = {}, {}, {}
 for i = 1, n do
@@ -391,56 +419,62 @@ for i = 1, n do
   periods[i] = tonumber(ARGV[3 * i + 2])
 end
 local stored = redis.call('HMGET', KEYS[1], unpack(fields))
-local tats, new_tats = {}, {}
+local whens, debts, new_debts = {}, {}, {}
 local allowed = true
 local retry = 0
 for i = 1, n do
   local interval = periods[i] / limits[i]
-  local tat = tonumber(stored[i])
-  if tat == nil or tat < now then tat = now end
-  tats[i] = tat
-  local new_tat
-  if cost >= 0 then
-    new_tat = tat + cost * interval
-    local wait = new_tat - periods[i] - now
-    if wait > eps then
-      allowed = false
-      if wait > retry then retry = wait end
-      new_tat = tat
+  local when, debt = now, 0
+  if stored[i] then
+    local w, d = string.match(stored[i], '^(%S+) (%S+)$')
+    w, d = tonumber(w), tonumber(d)
+    if w and d then
+      when = math.max(now, w)
+      debt = math.max(0, d - math.max(0, now - w))
     end
-  else
-    new_tat = math.max(tat + cost * interval, now)
   end
-  new_tats[i] = new_tat
+  whens[i], debts[i] = when, debt
+  local new_debt = math.max(0, debt + cost * interval)
+  if cost > 0 and new_debt > periods[i] * (1 + slack) then
+    allowed = false
+    if new_debt - periods[i] > retry then retry = new_debt - periods[i] end
+  end
+  new_debts[i] = new_debt
 end
+local chosen = allowed and new_debts or debts
 local out = {allowed and '1' or '0', string.format('%.17g', allowed and 0 or retry)}
-local chosen = allowed and new_tats or tats
-local deadline = now
 for i = 1, n do
   local interval = periods[i] / limits[i]
-  local free = periods[i] - (chosen[i] - now)
-  local units = math.floor(free / interval + eps)
+  local free = periods[i] - chosen[i]
+  local units = math.floor(free / interval + slack)
   if units < 0 then units = 0 end
   if units > limits[i] then units = limits[i] end
   local reset = 0
   if units < limits[i] then reset = math.max(0, (units + 1) * interval - free) end
-  out[#out + 1] = tostring(units)
+  out[#out + 1] = string.format('%d', units)
   out[#out + 1] = string.format('%.17g', reset)
-  if chosen[i] > deadline then deadline = chosen[i] end
 end
 if allowed then
-  local args = {}
+  local set, drop, longest = {}, {}, 0
   for i = 1, n do
-    args[#args + 1] = fields[i]
-    args[#args + 1] = string.format('%.17g', new_tats[i])
+    if chosen[i] > 0 then
+      set[#set + 1] = fields[i]
+      set[#set + 1] = string.format('%.17g %.17g', whens[i], chosen[i])
+      local left = whens[i] + chosen[i] - now
+      if left > longest then longest = left end
+    else
+      drop[#drop + 1] = fields[i]  -- a full window needs no state
+    end
   end
-  redis.call('HSET', KEYS[1], unpack(args))
-  local ttl_ms = math.ceil((deadline - now) * 1000)
-  if ttl_ms > 0 then
-    -- The key lives as long as its longest window's state.
-    redis.call('PEXPIRE', KEYS[1], ttl_ms + 1)
-  else
-    redis.call('DEL', KEYS[1])
+  if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+  if #set > 0 then
+    redis.call('HSET', KEYS[1], unpack(set))
+    -- Only ever lengthen the key's life: other windows' fields may need longer. With a
+    -- client clock (ARGV[1]) the TTL still runs on the server's, which may read anything
+    -- else: keep the state a minute at least.
+    local ttl_ms = math.ceil(longest * 1000) + 1
+    if ARGV[1] ~= '' and ttl_ms < 60000 then ttl_ms = 60000 end
+    if redis.call('PTTL', KEYS[1]) < ttl_ms then redis.call('PEXPIRE', KEYS[1], ttl_ms) end
   end
 end
 return out
@@ -448,8 +482,9 @@ return out
 
 # A counter whose TTL is set by the call that creates it, in one round trip.
 _INCR_LUA = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' and redis.call('PTTL', KEYS[1]) == -1 then
+if created and ARGV[2] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return value
@@ -491,7 +526,8 @@ class RedisStore:
         client: A ready ``redis.asyncio.Redis`` client instead of ``url``.
         prefix: Prefix of every key this store writes.
         timeout: Socket timeout in seconds for clients made from ``url``.
-        clock: Seconds for the GCRA step instead of the server's ``TIME`` (tests).
+        clock: Seconds for the GCRA step instead of the server's ``TIME`` (tests); the
+            keys' TTLs still run on the server, so they then last a minute at least.
 
     Raises:
         ValueError: If neither or both of ``url`` and ``client`` are given.

@@ -111,12 +111,12 @@ class _StoreRevocation:
     store: Store
 
     async def revoke(self, jti: str, expires_at: int) -> bool:
-        ttl = expires_at - time.time()
+        left = expires_at - time.time()
         try:
-            if ttl <= 0:  # expired tokens are refused anyway
+            if left <= 0:  # expired tokens are refused anyway
                 return not await self.store.exists(jti)
-            # Never shorter than the token: whole milliseconds, rounded up.
-            return await self.store.set(jti, b"1", ttl=ttl, if_absent=True)
+            # Exactly as long as the token (stores round up to whole milliseconds).
+            return await self.store.set(jti, b"1", ttl=left, if_absent=True)
         except StoreError as error:
             logger.error("Revocation store unreachable while revoking a token: %s", error)
             raise ServiceUnavailable(REVOCATION_UNAVAILABLE) from error
