@@ -34,6 +34,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit.errors import ServiceUnavailable, TooManyRequests, add_error_headers, render_error
+from fastkit.request_context import add_response_headers
+from fastkit.routing import route_template
 from fastkit.stores import GCRAResult, MemoryStore, Store, StoreError, Window
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ _UNITS: dict[str, int] = {
     "d": 86400, "day": 86400, "days": 86400,
 }  # fmt: skip
 _WINDOW = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+)\s*$", re.IGNORECASE)
+# This request's fields so far, when no fastkit middleware sends them (see __call__).
+_SENT_FIELDS = "fastkit.ratelimit.sent"
 _ERROR_LOG_EVERY = 10.0  # seconds between two "store unreachable" log lines of one limit
 
 
@@ -329,8 +333,7 @@ class RateLimit:
     def _bucket(self, request: Request, key: str) -> str:
         if not self.per_route:
             return f"{self.name}:{key}"
-        route = request.scope.get("route")
-        path = getattr(route, "path", None) or "*"
+        path = route_template(request.scope) or "*"
         return f"{self.name}:{request.method} {path}:{key}"
 
     def header_fields(self, result: GCRAResult) -> dict[str, str]:
@@ -379,18 +382,27 @@ class RateLimit:
         fields = self.header_fields(result) if self.headers else {}
         if not result.allowed:
             seconds = max(1, math.ceil(result.retry_after))
+            # Earlier limits' fields go out too: with fastkit's middleware they are pending
+            # there; without it, this limit's items join theirs (the error's headers win).
+            sent = dict(request.scope.get(_SENT_FIELDS) or {})
+            _merge_fields(sent, fields)
             raise TooManyRequests(
                 RATE_LIMITED.format(seconds=seconds),
-                headers={**fields, "Retry-After": str(seconds)},
+                headers={**sent, "Retry-After": str(seconds)},
             )
         return fields
 
     async def __call__(self, request: Request, response: Response) -> None:
         """The dependency: checks the limit and puts its fields on the answer."""
         fields = await self.check(request)
-        if fields:
-            _merge_fields(response.headers, fields)
-            add_error_headers(request, fields)
+        if not fields or add_response_headers(request.scope, fields):
+            return
+        # No fastkit middleware to send them: FastAPI's Response parameter carries them on
+        # the answers it serializes, and the error handlers on errors.
+        _merge_fields(response.headers, fields)
+        sent = {name: response.headers[name] for name in fields}
+        request.scope[_SENT_FIELDS] = sent
+        add_error_headers(request, sent)
 
     def _log_store_error(self, error: StoreError) -> None:
         now = time.monotonic()

@@ -1,4 +1,4 @@
-"""The current request's id: where it is kept, how it is read, made and checked.
+"""The current request's context: its id (kept, read, made, checked) and its extra headers.
 
 The one owner of the request context. `fastkit.middleware.RequestIDMiddleware` (or
 `ObservabilityMiddleware`) picks the id and publishes it with `set_request_id`; everything
@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 
 from starlette.types import Scope
 
 __all__ = [
+    "RESPONSE_HEADERS",
     "STATE_HEADER",
     "STATE_ID",
+    "add_response_headers",
     "default_request_id_generator",
     "default_request_id_validator",
     "get_request_id",
@@ -30,6 +33,10 @@ _request_id: ContextVar[str | None] = ContextVar("fastkit_request_id", default=N
 # outside the middleware's context (Starlette's outermost error middleware) can read them.
 STATE_ID = "fastkit.request_id"
 STATE_HEADER = "fastkit.request_id_header"
+
+# Headers that code deep in the app (a dependency) wants on the response, whatever the route
+# answers: a dict that `ObservabilityMiddleware` puts in the scope and sends at the start.
+RESPONSE_HEADERS = "fastkit.response_headers"
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -83,3 +90,23 @@ def default_request_id_generator() -> str:
     """
     bits = (random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
     return "%032x" % bits  # noqa: UP031 -- measurably cheaper than an f-string here
+
+
+def add_response_headers(scope: Scope, headers: Mapping[str, str]) -> bool:
+    """Have ``headers`` sent on this request's response, whatever the route answers.
+
+    `ObservabilityMiddleware` (which `fastkit.setup` installs) sends them on the response
+    start, on success and error answers alike, and on a ``Response`` a route returns
+    itself. A header given twice is sent once, its values joined with ``", "`` (a list).
+
+    Returns:
+        False if no such layer runs for this request: then put the headers on FastAPI's
+        ``Response`` parameter (and `fastkit.errors.add_error_headers`) instead.
+    """
+    pending = scope.get(RESPONSE_HEADERS)
+    if pending is None:
+        return False
+    for name, value in headers.items():
+        key = name.lower()
+        pending[key] = f"{pending[key]}, {value}" if key in pending else value
+    return True

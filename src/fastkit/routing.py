@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import fastapi.routing
 from fastapi import APIRouter
+from fastapi.routing import APIRoute
 
-__all__ = ["OptionalSlashRouter"]
+__all__ = ["OptionalSlashRouter", "api_routes", "route_template"]
 
 
 class OptionalSlashRouter(APIRouter):
@@ -39,3 +41,39 @@ class OptionalSlashRouter(APIRouter):
         other = path[:-1] if path.endswith("/") else path + "/"
         if self.prefix + other:
             super().add_api_route(other, endpoint, **{**kwargs, "include_in_schema": False})
+
+
+def route_template(scope: Mapping[str, Any]) -> str | None:
+    """The matched route's path template with every prefix: ``/v1/todos/{todo_id}``.
+
+    The raw path (``/v1/todos/42``) would make one bucket, metric or cache entry per id;
+    the template makes one per route. None before routing or when no route matched.
+
+    FastAPI 0.16x resolves included routers lazily: ``scope["route"]`` is then the route as
+    declared, without the routers' prefixes, and the full template is on the effective
+    route FastAPI keeps in ``scope["fastapi"]``; older versions put the full route in
+    ``scope["route"]``. Mounted sub-apps add their mount path (``root_path``).
+    """
+    context = scope.get("fastapi", {}).get("effective_route_context")
+    template = getattr(context, "path_format", None)
+    if not isinstance(template, str) or not template:
+        route = scope.get("route")
+        template = getattr(route, "path_format", None)
+        if not isinstance(template, str) or not template:
+            return None
+    return f"{scope.get('root_path', '')}{template}"
+
+
+def api_routes(app: Any) -> Iterator[Any]:
+    """Every `APIRoute` of ``app`` as served: with its routers' prefixes and dependencies.
+
+    On FastAPI versions that resolve included routers lazily, each item is FastAPI's
+    route context (it has ``path_format``, ``methods``, ``dependant``...), else the route.
+    """
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if contexts is None:  # FastAPI before lazy router inclusion: routes are flat
+        yield from (route for route in app.routes if isinstance(route, APIRoute))
+        return
+    for context in contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+
+from fastkit.routing import api_routes
 
 __all__ = ["document_error_responses"]
 
@@ -105,8 +106,8 @@ def _declared_responses(app: FastAPI) -> dict[tuple[str, str], dict[str, dict[st
     (``RateLimit`` declares its 429); they are documented on every route that uses it.
     """
     declared: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in api_routes(app):
+        if not route.include_in_schema or route.dependant is None:
             continue
         found: dict[str, dict[str, Any]] = {}
         pending = [route.dependant]

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit.errors import UnhandledErrorMiddleware
 from fastkit.request_context import (
+    RESPONSE_HEADERS,
     default_request_id_generator,
     default_request_id_validator,
     get_request_id,
@@ -147,6 +148,8 @@ class ObservabilityMiddleware:
         if self.request_id:
             request_id = self._incoming(scope) or self.generator()
             token = set_request_id(scope, request_id, self.request_id_header)
+        pending: dict[str, str] = {}  # add_response_headers() from deeper down
+        scope[RESPONSE_HEADERS] = pending
         start = time.perf_counter()
         end = 0.0  # when the last body byte went out; background tasks run after it
         status = 0  # until the response starts
@@ -175,6 +178,9 @@ class ObservabilityMiddleware:
                 if self.server_timing:
                     # Appended: Server-Timing may carry other metrics already.
                     headers.append((b"server-timing", b"app;dur=%.3f" % (elapsed * 1000)))
+                if pending:
+                    for name, value in pending.items():
+                        headers.append((name.encode("latin-1"), value.encode("latin-1")))
             await send(message)
             if kind == "http.response.body" and not message.get("more_body"):
                 end = time.perf_counter()
