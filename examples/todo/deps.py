@@ -31,6 +31,8 @@ from fastkit.auth import (
 )
 from fastkit.db import Database
 from fastkit.pagination import CursorParams, SortParams
+from fastkit.ratelimit import LoginThrottle, RateLimit, client_ip, jwt_subject
+from fastkit.stores import MemoryStore, RedisStore, Store
 
 from .models import Todo, User
 from .settings import Settings
@@ -110,10 +112,16 @@ class Services:
             refresh_ttl=settings.refresh_token_days * 86400,
             leeway=5,
         )
-        self.revocation: RevocationStore = (
-            RedisRevocationStore(settings.redis_url, prefix="todo:revoked:")
+        # One store for every piece of shared state: revoked tokens and rate limits.
+        self.store: Store = (
+            RedisStore(settings.redis_url, prefix=settings.redis_prefix)
             if settings.redis_url
-            else MemoryRevocationStore()
+            else MemoryStore()
+        )
+        self.revocation: RevocationStore = (
+            RedisRevocationStore(store=self.store)
+            if isinstance(self.store, RedisStore)
+            else MemoryRevocationStore(self.store)
         )
         self.auth: JWTAuth[User] = JWTAuth(
             self.tokens,
@@ -123,6 +131,26 @@ class Services:
             is_active=lambda user: user.is_active,
         )
         self.current_user = self._current_user_dependency()
+        # Rate limits: writes per user (the token's subject; without a valid token, the
+        # client address), sign-ups and failed logins per client address.
+        client = client_ip(trusted_proxies=settings.trusted_proxies)
+        self.write_limit = (
+            RateLimit(
+                settings.write_rate_limit,
+                key=jwt_subject(self.auth, fallback=client),
+                store=self.store,
+                name="todo-writes",
+                per_route=False,  # one budget for creating, editing and deleting
+            )
+            if settings.write_rate_limit
+            else None
+        )
+        self.register_limit = (
+            RateLimit(settings.register_rate_limit, key=client, store=self.store, name="sign-up")
+            if settings.register_rate_limit
+            else None
+        )
+        self.login_throttle = LoginThrottle(client=client, store=self.store)
         # Signed cursors: a client cannot forge one to read past the keys it was given.
         # The key is derived from the JWT secret, so it is the same in every worker too.
         cursor_secret = hashlib.sha256(b"todo-cursor:" + secret.encode()).hexdigest()
@@ -229,6 +257,5 @@ class Services:
                 logger.info("REDIS_URL is not set: logouts are kept in this process only.")
 
     async def aclose(self) -> None:
-        if isinstance(self.revocation, RedisRevocationStore):
-            await self.revocation.aclose()
+        await self.store.aclose()
         await self.db.dispose()

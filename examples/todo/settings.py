@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fastkit.ratelimit import parse_rate
+
 
 class Settings(BaseSettings):
     """Every field is read from the environment variable of the same name in capitals.
@@ -19,8 +21,18 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./todo.db"
     # PostgreSQL only: the schema the tables live in (search_path); None for the default.
     database_schema: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-    # Logged-out and rotated tokens: in this process's memory, or in Redis for many workers.
+    # Logged-out and rotated tokens and rate limits: in this process's memory, or in Redis
+    # for many workers (every key under REDIS_PREFIX).
     redis_url: str | None = None
+    redis_prefix: str = Field("todo:", min_length=1)
+
+    # Rate limits (fastkit.ratelimit syntax; empty for none). Writes count per user, sign-ups
+    # per client address; failed logins per username and per client (auth_router's defaults).
+    write_rate_limit: str | None = "60/minute;1000/hour"
+    register_rate_limit: str | None = "20/minute;100/hour"
+    # Proxies of yours in front of the app that append to X-Forwarded-For (0: none, and the
+    # header is ignored: a client could forge it).
+    trusted_proxies: int = Field(0, ge=0)
 
     # HS256 secret, at least 32 bytes, the same in every worker. None: a random one, with a
     # warning; tokens then die with the process and workers refuse each other's tokens.
@@ -48,7 +60,22 @@ class Settings(BaseSettings):
                 return "postgresql+asyncpg://" + url[len(plain) :]
         return url
 
-    @field_validator("redis_url", "database_schema", "demo_username", "log_level", mode="before")
+    @field_validator("write_rate_limit", "register_rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)  # a ValueError that says how to write it
+        return value
+
+    @field_validator(
+        "redis_url",
+        "database_schema",
+        "demo_username",
+        "log_level",
+        "write_rate_limit",
+        "register_rate_limit",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # REDIS_URL= in a .env file means "not set", not "an empty URL".

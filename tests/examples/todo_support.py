@@ -33,6 +33,8 @@ def base_env(tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'todo.db'}",
         "DATABASE_SCHEMA": "",
         "REDIS_URL": "",
+        # Each app its own Redis keys: rate limits keyed by user id must not carry over.
+        "REDIS_PREFIX": f"todo-test:{uuid.uuid4().hex}:",
         "JWT_SECRET": JWT_SECRET,
         "PASSWORD_HASH_TIME_COST": "1",
         "PASSWORD_HASH_MEMORY_KIB": "1024",

@@ -12,4 +12,5 @@ def router(services: Services) -> APIRouter:
         services.auth,
         authenticate=services.authenticate,
         user_scopes=lambda user: user.scope_list,
+        login_throttle=services.login_throttle,  # failed logins, in the shared store
     )

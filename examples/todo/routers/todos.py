@@ -8,7 +8,7 @@ Another user's todo is answered 404, as if it did not exist: a 403 would confirm
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Security
+from fastapi import APIRouter, Depends, Path, Query, Security
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +37,8 @@ def router(services: Services) -> APIRouter:
     # Ids are PostgreSQL INTEGERs: a larger one is answered 422 before any query runs.
     TodoID = Annotated[int, Path(ge=1, le=2**31 - 1)]
     todos = APIRouter(prefix="/todos", tags=["todos"], route_class=EnvelopeRoute)
+    # Writes spend the user's budget (429 with Retry-After past it); reads are not limited.
+    limited = [Depends(services.write_limit)] if services.write_limit else []
 
     def owned(user: User, done: bool | None = None) -> Select[Any]:
         stmt = select(Todo).where(Todo.owner_id == user.id)
@@ -79,7 +81,7 @@ def router(services: Services) -> APIRouter:
         )
     }
 
-    @todos.post("", status_code=201, responses={201: {"links": todo_links}})
+    @todos.post("", status_code=201, responses={201: {"links": todo_links}}, dependencies=limited)
     async def create_todo(body: TodoCreate, user: Writer, session: Session) -> TodoOut:
         todo = Todo(owner_id=user.id, **body.model_dump())
         session.add(todo)
@@ -90,7 +92,7 @@ def router(services: Services) -> APIRouter:
     async def read_todo(todo_id: TodoID, user: Reader, session: Session) -> TodoOut:
         return TodoOut.model_validate(await get_owned(session, user, todo_id))
 
-    @todos.patch("/{todo_id}", operation_id="update_todo")
+    @todos.patch("/{todo_id}", operation_id="update_todo", dependencies=limited)
     async def update_todo(
         todo_id: TodoID, body: TodoUpdate, user: Writer, session: Session
     ) -> TodoOut:
@@ -101,7 +103,7 @@ def router(services: Services) -> APIRouter:
         await session.flush()
         return TodoOut.model_validate(todo)
 
-    @todos.delete("/{todo_id}", status_code=204, operation_id="delete_todo")
+    @todos.delete("/{todo_id}", status_code=204, operation_id="delete_todo", dependencies=limited)
     async def delete_todo(todo_id: TodoID, user: Writer, session: Session) -> None:
         await session.delete(await get_owned(session, user, todo_id))
 

@@ -5,7 +5,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter, Depends, Security
 
 from fastkit import Conflict, EnvelopeRoute
 
@@ -18,7 +18,9 @@ def router(services: Services) -> APIRouter:
     CurrentUser = Annotated[User, Security(services.current_user)]
     users = APIRouter(prefix="/users", tags=["users"], route_class=EnvelopeRoute)
 
-    @users.post("", status_code=201)
+    limited = [Depends(services.register_limit)] if services.register_limit else []
+
+    @users.post("", status_code=201, dependencies=limited)
     async def register(body: UserCreate) -> UserOut:
         user = await services.create_user(body.username, body.password)
         if user is None:
