@@ -229,10 +229,11 @@ def test_parse_rate_refuses_and_says_how_to_write_it(rate: str, hint: str) -> No
     [
         ({"on_error": "maybe"}, 'on_error must be "allow" or "deny"'),
         ({"cost": 0}, "cost must be a whole number of at least 1"),
+        ({"cost": True}, "cost must be a whole number of at least 1"),
         ({"name": "a:b"}, "name must be letters, digits"),
         ({"name": ""}, "name must be letters, digits"),
     ],
-    ids=["on_error", "cost-0", "name-colon", "name-empty"],
+    ids=["on_error", "cost-0", "cost-bool", "name-colon", "name-empty"],
 )
 def test_rate_limit_refuses_bad_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -447,6 +448,27 @@ def test_per_route_false_is_one_budget_across_routes(store: Store) -> None:
             client.get("/other").status_code,
         ]
     assert codes == [200, 200, 429, 429]
+
+
+def test_routes_declared_alike_in_two_routers_have_their_own_budgets(store: Store) -> None:
+    # FastAPI 0.16x keeps the route as declared ("/{item_id}") in scope["route"]; the bucket
+    # must use the full template, or /users/1 and /teams/1 would share one.
+    limit = RateLimit("2/second", store=store)
+    app = FastAPI()
+    fastkit.setup(app)
+    for prefix in ("/users", "/teams"):
+        router = APIRouter(prefix=prefix)
+
+        @router.get("/{item_id}", dependencies=[Depends(limit)])
+        async def read(item_id: int) -> dict[str, int]:
+            return {"id": item_id}
+
+        app.include_router(router, prefix="/v1")
+    with serve(app, store) as client:
+        users = [client.get(f"/v1/users/{n}").status_code for n in range(3)]
+        teams = [client.get(f"/v1/teams/{n}").status_code for n in range(3)]
+    assert users == [200, 200, 429]
+    assert teams == [200, 200, 429]
 
 
 def test_a_limit_on_a_router_limits_all_its_routes(store: Store) -> None:

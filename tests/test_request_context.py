@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from typing import Any
 
 from fastkit.request_context import (
     STATE_HEADER,
@@ -46,3 +47,13 @@ def test_default_ids_are_uuid4s_from_the_random_module() -> None:
     assert first == again  # predictable: never a token
     assert (uuid.UUID(first).version, uuid.UUID(first).variant) == (4, uuid.RFC_4122)
     assert default_request_id_generator() != default_request_id_generator()
+
+
+def test_add_response_headers_joins_repeated_names_and_reports_no_taker() -> None:
+    from fastkit.request_context import RESPONSE_HEADERS, add_response_headers
+
+    assert add_response_headers({"type": "http"}, {"A": "1"}) is False
+    scope: dict[str, Any] = {"type": "http", RESPONSE_HEADERS: {}}
+    assert add_response_headers(scope, {"RateLimit": '"a";r=1'}) is True
+    assert add_response_headers(scope, {"ratelimit": '"b";r=2', "X-Other": "x"}) is True
+    assert scope[RESPONSE_HEADERS] == {"ratelimit": '"a";r=1, "b";r=2', "x-other": "x"}

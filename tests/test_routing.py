@@ -3,11 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from fastkit import EnvelopeRoute, OptionalSlashRouter, install_exception_handlers
+from fastkit.routing import api_routes, route_template
 
 
 class Item(BaseModel):
@@ -155,3 +156,59 @@ def test_plain_api_router_redirects_for_comparison(method: str, kwargs: dict[str
     response = client.request(method, "/items/", **kwargs)
     assert response.status_code == 307
     assert response.headers["location"] == "http://testserver/items"
+
+
+# --- route_template, api_routes ----------------------------------------------------------
+
+
+def template_app() -> FastAPI:
+    """Routes declared as ``/{item_id}`` in two routers, under prefixes, and a mounted app."""
+
+    def echo(request: Request) -> dict[str, Any]:
+        return {"template": route_template(request.scope)}
+
+    app = FastAPI()
+    inner = APIRouter(prefix="/inner")
+    inner.get("/{item_id}")(echo)
+    outer = APIRouter(prefix="/outer")
+    outer.include_router(inner)
+    outer.get("/{item_id}")(echo)
+    app.include_router(outer, prefix="/v1")
+    app.get("/top/{item_id}")(echo)
+    sub = FastAPI()
+    sub.get("/{item_id}")(echo)
+    app.mount("/sub", sub)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/top/7", "/top/{item_id}"),
+        ("/v1/outer/7", "/v1/outer/{item_id}"),
+        ("/v1/outer/inner/7", "/v1/outer/inner/{item_id}"),
+        ("/sub/7", "/sub/{item_id}"),
+    ],
+    ids=["app-route", "included-router", "nested-routers", "mounted-app"],
+)
+def test_route_template_has_every_prefix_and_no_raw_values(path: str, template: str) -> None:
+    with TestClient(template_app()) as client:
+        assert client.get(path).json() == {"template": template}
+
+
+def test_route_template_is_none_before_routing() -> None:
+    assert route_template({"type": "http", "path": "/x"}) is None
+
+
+def test_api_routes_lists_included_routes_with_their_prefixes_and_dependencies() -> None:
+    def marker() -> None:
+        return None
+
+    router = APIRouter(prefix="/things", dependencies=[Depends(marker)])
+    router.get("/{thing_id}")(lambda thing_id: thing_id)
+    app = FastAPI()
+    app.include_router(router, prefix="/v2")
+    [route] = [r for r in api_routes(app) if r.path_format.startswith("/v2")]
+    assert route.path_format == "/v2/things/{thing_id}"
+    assert route.methods == {"GET"}
+    assert marker in [dependency.call for dependency in route.dependant.dependencies]

@@ -302,7 +302,7 @@ class RateLimit:
             raise ValueError("rate must be text like '10/second' or a list of Window objects.")
         if on_error not in ("allow", "deny"):
             raise ValueError(f'on_error must be "allow" or "deny", got {on_error!r}.')
-        if not isinstance(cost, int) or cost < 1:
+        if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
             raise ValueError(f"cost must be a whole number of at least 1, got {cost!r}.")
         if not name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
             raise ValueError(f"name must be letters, digits, '_', '-' or '.', got {name!r}.")
