@@ -463,3 +463,41 @@ def test_setup_after_serving_is_refused() -> None:
         setup(app)
     assert app.user_middleware == []
     assert app.exception_handlers == handlers
+
+
+# --- rate_limit -------------------------------------------------------------------------
+
+
+def test_setup_rate_limit_sits_inside_cors_and_the_request_id() -> None:
+    from fastkit.ratelimit import RateLimit, RateLimitMiddleware
+    from fastkit.stores import MemoryStore
+
+    clock = [1000.0]
+    limit = RateLimit("2/minute", store=MemoryStore(clock=lambda: clock[0]), name="global")
+    app = FastAPI()
+    setup(app, cors_origins=["https://app.example.com"], rate_limit=limit)
+    kinds = [m.cls for m in app.user_middleware]
+    assert kinds.index(CORSMiddleware) < kinds.index(RateLimitMiddleware)  # outer first
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    origin = {"Origin": "https://app.example.com"}
+    with TestClient(app) as client:
+        preflight = {**origin, "Access-Control-Request-Method": "GET"}
+        assert client.options("/ping", headers=preflight).status_code == 200  # not counted
+        assert [client.get("/ping", headers=origin).status_code for _ in range(2)] == [200, 200]
+        refused = client.get("/ping", headers=origin)
+    assert refused.status_code == 429
+    assert refused.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "retry-after" in refused.headers["access-control-expose-headers"].lower()
+    assert refused.headers["x-request-id"]
+    assert refused.json()["code"] == 429
+
+
+def test_setup_refuses_a_rate_limit_that_is_not_a_rate_limit() -> None:
+    app = FastAPI()
+    with pytest.raises(TypeError, match="takes a RateLimit"):
+        setup(app, rate_limit="100/second")  # type: ignore[arg-type]
+    assert app.user_middleware == []

@@ -13,6 +13,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from fastkit.errors import ErrorStyle, install_exception_handlers
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
 from fastkit.middleware.observability import ObservabilityMiddleware
+from fastkit.ratelimit import RateLimit, RateLimitMiddleware
 
 __all__ = ["setup"]
 
@@ -50,6 +51,8 @@ def setup(
     trusted_hosts: Sequence[str] | None = None,
     https_redirect: bool = False,
     gzip_min_size: int | None = None,
+    rate_limit: RateLimit | None = None,
+    rate_limit_exempt: Sequence[str] = (),
 ) -> FastAPI:
     """Install fastkit's exception handlers and middleware on ``app``.
 
@@ -62,8 +65,10 @@ def setup(
     2. Starlette ``TrustedHostMiddleware`` (``trusted_hosts``)
     3. Starlette ``HTTPSRedirectMiddleware`` (``https_redirect``)
     4. Starlette ``CORSMiddleware`` via `add_cors` (``cors_origins``/``cors_origin_regex``)
-    5. Starlette ``GZipMiddleware`` (``gzip_min_size``)
-    6. `UnhandledErrorMiddleware`, from `install_exception_handlers` (``errors``), so
+    5. `RateLimitMiddleware` (``rate_limit``): inside CORS, so that browsers can read its
+       429s and preflight requests do not count
+    6. Starlette ``GZipMiddleware`` (``gzip_min_size``)
+    7. `UnhandledErrorMiddleware`, from `install_exception_handlers` (``errors``), so
        500s pass through all of the above and carry their headers.
 
     Middleware you add afterwards with ``app.add_middleware`` wrap outside all of these.
@@ -84,6 +89,9 @@ def setup(
         trusted_hosts: Allowed ``Host`` values (``"*.example.com"`` works); None to allow any.
         https_redirect: Redirect ``http``/``ws`` requests to ``https``/``wss``.
         gzip_min_size: Compress responses of at least this many bytes; None for no gzip.
+        rate_limit: A `RateLimit` for every HTTP request, ahead of routing (a global
+            budget per client); None for none. Limits per route are dependencies.
+        rate_limit_exempt: Paths the global limit leaves alone (``/health``...).
 
     Returns:
         The same ``app``, for chaining.
@@ -103,6 +111,8 @@ def setup(
         raise RuntimeError("setup() must be called before the app starts serving requests.")
     if trusted_hosts is not None:
         _check_trusted_hosts(trusted_hosts)
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise TypeError("setup(rate_limit=...) takes a RateLimit('100/second', ...).")
     if gzip_min_size is not None and gzip_min_size < 0:
         raise ValueError(f"gzip_min_size must be >= 0 bytes, got {gzip_min_size}.")
     cors = None
@@ -123,6 +133,8 @@ def setup(
     install_exception_handlers(app, style=errors)
     if gzip_min_size is not None:
         app.add_middleware(GZipMiddleware, minimum_size=gzip_min_size)
+    if rate_limit is not None:
+        app.add_middleware(RateLimitMiddleware, limit=rate_limit, exempt=rate_limit_exempt)
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
     if https_redirect:

@@ -60,6 +60,10 @@ SNIPPET_NAMES = [
     "auth_app",
     "auth_keys",
     "auth_redis",
+    # ratelimit.md (tested in test_snippets_ratelimit.py)
+    "ratelimit_route",
+    "ratelimit_user",
+    "ratelimit_middleware",
     # websocket.md (tested in test_snippets_websocket.py)
     "websocket_chat",
     "websocket_auth",

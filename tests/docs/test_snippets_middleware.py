@@ -206,7 +206,9 @@ def test_cors() -> None:
     simple = c.get("/me", headers={"Origin": ORIGIN})
     assert simple.json() == {"name": "ann"}
     assert simple.headers["access-control-allow-origin"] == ORIGIN
-    assert simple.headers["access-control-expose-headers"] == "X-Request-ID, X-Process-Time"
+    assert simple.headers["access-control-expose-headers"] == (
+        "X-Request-ID, X-Process-Time, RateLimit, RateLimit-Policy, Retry-After"
+    )
     assert "access-control-allow-origin" not in c.get("/me", headers={"Origin": EVIL}).headers
 
     crash = c.get("/crash", headers={"Origin": ORIGIN})
@@ -249,7 +251,9 @@ def test_setup_app(caplog: pytest.LogCaptureFixture) -> None:
         assert PROCESS_TIME.fullmatch(response.headers["x-process-time"])
         assert SERVER_TIMING.fullmatch(response.headers["server-timing"])
         assert response.headers["access-control-allow-origin"] == ORIGIN
-        assert response.headers["access-control-expose-headers"] == "X-Request-ID, X-Process-Time"
+        assert response.headers["access-control-expose-headers"] == (
+            "X-Request-ID, X-Process-Time, RateLimit, RateLimit-Policy, Retry-After"
+        )
     assert (other_host.status_code, other_host.text) == (400, "Invalid host header")
     assert other_host.headers["content-type"].startswith("text/plain")
     assert HEX32.fullmatch(other_host.headers["x-request-id"])

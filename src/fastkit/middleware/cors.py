@@ -19,7 +19,15 @@ __all__ = [
 ]
 
 DEFAULT_CORS_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-DEFAULT_EXPOSE_HEADERS: tuple[str, ...] = ("X-Request-ID", "X-Process-Time")
+# The rate-limit fields and Retry-After too: a browser app can then pace itself and read when
+# to retry a 429 (none of them is CORS-safelisted).
+DEFAULT_EXPOSE_HEADERS: tuple[str, ...] = (
+    "X-Request-ID",
+    "X-Process-Time",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
+)
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 
 
