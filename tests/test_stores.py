@@ -544,3 +544,21 @@ async def test_concurrent_gcra_allows_exactly_the_limit(
     passed = [r for r in results if r.allowed]
     assert len(passed) == 50
     assert sorted(r.remaining[0] for r in passed) == list(range(50))  # each took its own unit
+
+
+async def test_redis_calls_past_the_pool_wait_for_a_connection(store: Store) -> None:
+    # redis-py's default pool raised MaxConnectionsError past 100 connections in use; the
+    # store's blocking pool queues the calls: 300 at once on 8 connections all answer.
+    if not isinstance(store, RedisStore):
+        pytest.skip("a pool of connections is Redis's")
+    small = RedisStore(REDIS_URL, prefix=store.prefix, max_connections=8)
+    try:
+        results = await asyncio.gather(*(small.gcra("k", [Window(50, 60)]) for _ in range(300)))
+    finally:
+        await small.aclose()
+    assert sum(r.allowed for r in results) == 50
+
+
+def test_redis_store_max_connections_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_connections must be at least 1"):
+        RedisStore("redis://127.0.0.1:6379/0", max_connections=0)

@@ -525,7 +525,11 @@ class RedisStore:
         url: ``redis://host:6379/0`` (or ``rediss://``, ``unix://``).
         client: A ready ``redis.asyncio.Redis`` client instead of ``url``.
         prefix: Prefix of every key this store writes.
-        timeout: Socket timeout in seconds for clients made from ``url``.
+        timeout: For clients made from ``url``: seconds to connect, to wait for an answer,
+            and to wait for a free connection when all ``max_connections`` are busy.
+        max_connections: For clients made from ``url``: connections kept open at most.
+            Past them a call waits for one to free up (up to ``timeout``) instead of
+            failing, so a burst of requests is counted, not let through as store errors.
         clock: Seconds for the GCRA step instead of the server's ``TIME`` (tests); the
             keys' TTLs still run on the server, so they then last a minute at least.
 
@@ -548,13 +552,26 @@ class RedisStore:
         client: Any = None,
         prefix: str = "fastkit:",
         timeout: float = 1.0,
+        max_connections: int = 64,
         clock: Clock | None = None,
     ) -> None:
         if (url is None) == (client is None):
             raise ValueError("Give either url= or client= to RedisStore.")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}.")
         redis = require("redis.asyncio", "redis")
         if client is None:
-            client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            # redis-py's default pool raises MaxConnectionsError past 100 connections in use:
+            # under a burst, those calls would fail (and a rate limit with on_error="allow"
+            # let them through). A blocking pool makes them wait their turn instead.
+            pool = redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+            client = redis.Redis.from_pool(pool)  # aclose() closes the pool too
         self._backend = _RedisBackend(client, redis, clock)
         self.prefix = prefix
 
