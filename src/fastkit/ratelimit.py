@@ -237,6 +237,8 @@ def api_key(header: str = "X-API-Key", *, fallback: KeyFunc | None = None) -> Ke
 
 async def _resolve(key: KeyFunc, request: Request) -> str | None:
     found = key(request)
+    if type(found) is str:  # the usual answer, checked first: this runs on every request
+        return found
     if inspect.isawaitable(found):
         found = await found
     if found is not None and not isinstance(found, str):
@@ -323,6 +325,7 @@ class RateLimit:
             f"{item};q={w.limit};w={_seconds(w.period)}"
             for item, w in zip(self._items, self.windows, strict=True)
         )
+        self._gcra = self.store.gcra  # bound once: called on every request
         self._last_error_log = -math.inf
         self._errors_unlogged = 0
         self.openapi_responses = self._openapi_responses()
@@ -359,7 +362,7 @@ class RateLimit:
             ServiceUnavailable: If the store failed and ``on_error="deny"``.
         """
         try:
-            return await self.store.gcra(key, self.windows, self.cost if cost is None else cost)
+            return await self._gcra(key, self.windows, self.cost if cost is None else cost)
         except StoreError as error:
             self._log_store_error(error)
             if self.on_error == "deny":

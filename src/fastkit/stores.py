@@ -21,7 +21,8 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import field as dataclass_field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from fastkit._compat import require
 
@@ -60,21 +61,22 @@ class Window:
 
     limit: int
     period: float
+    # Derived once: the GCRA step reads them on every call.
+    field: str = dataclass_field(init=False, repr=False, compare=False)
+    interval: float = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
             raise ValueError(f"A window's limit must be a whole number >= 1, got {self.limit!r}.")
         if not self.period > 0 or not math.isfinite(self.period):
             raise ValueError(f"A window's period must be positive seconds, got {self.period!r}.")
+        # The window's name inside a key's state (changes when the window does).
+        object.__setattr__(self, "field", f"{self.limit}/{self.period:g}")
+        # Seconds for one unit to come back.
+        object.__setattr__(self, "interval", self.period / self.limit)
 
-    @property
-    def field(self) -> str:
-        """The window's name inside a key's state (changes when the window does)."""
-        return f"{self.limit}/{self.period:g}"
 
-
-@dataclass(frozen=True)
-class GCRAResult:
+class GCRAResult(NamedTuple):
     """The outcome of one `Store.gcra` call, window by window in the order given.
 
     Attributes:
@@ -109,38 +111,55 @@ def _gcra_step(
     A negative cost gives units back (never past a full window). The same arithmetic runs
     in `RedisStore`'s Lua script.
     """
+    allowed = True
+    retry_after = 0.0
     debts: list[float] = []
     new_debts: list[float] = []
-    retry_after = 0.0
-    allowed = True
+    whens: list[float] = []
     for window, previous in zip(windows, stored, strict=True):
-        interval = window.period / window.limit
-        # The clock going back (a smaller now) keeps the debt: never more units than due.
-        debt = 0.0 if previous is None else max(0.0, previous[1] - max(0.0, now - previous[0]))
+        if previous is None:
+            when, debt = now, 0.0
+        else:
+            when, debt = previous
+            if now > when:  # the clock going back keeps the debt: never more units than due
+                debt -= now - when
+                if debt < 0.0:
+                    debt = 0.0
+                when = now
+        whens.append(when)
         debts.append(debt)
-        new_debt = max(0.0, debt + cost * interval)
-        if cost > 0 and new_debt > window.period * (1 + _SLACK):
+        new_debt = debt + cost * window.interval
+        if new_debt < 0.0:
+            new_debt = 0.0
+        elif cost > 0 and new_debt > window.period * (1 + _SLACK):
             allowed = False
-            retry_after = max(retry_after, new_debt - window.period)
+            if new_debt - window.period > retry_after:
+                retry_after = new_debt - window.period
         new_debts.append(new_debt)
     chosen = new_debts if allowed else debts
     remaining: list[int] = []
     reset: list[float] = []
     for window, debt in zip(windows, chosen, strict=True):
-        interval = window.period / window.limit
+        interval = window.interval
         free = window.period - debt
-        units = max(0, min(window.limit, math.floor(free / interval + _SLACK)))
-        remaining.append(units)
-        reset.append(0.0 if units >= window.limit else max(0.0, (units + 1) * interval - free))
+        units = math.floor(free / interval + _SLACK)
+        if units >= window.limit:
+            remaining.append(window.limit)
+            reset.append(0.0)
+        else:
+            if units < 0:
+                units = 0
+            remaining.append(units)
+            wait = (units + 1) * interval - free
+            reset.append(wait if wait > 0.0 else 0.0)
     result = GCRAResult(allowed, tuple(remaining), tuple(reset), 0.0 if allowed else retry_after)
-    whens = [now if previous is None else max(now, previous[0]) for previous in stored]
     return result, list(zip(whens, chosen, strict=True))
 
 
 def _check_windows(windows: Sequence[Window], cost: int) -> None:
     if not windows:
         raise ValueError("gcra() needs at least one Window.")
-    if not isinstance(cost, int) or isinstance(cost, bool):
+    if type(cost) is not int:
         raise TypeError(f"cost must be an int, got {type(cost).__name__}.")
 
 
@@ -362,25 +381,33 @@ class MemoryStore:
         key = self._prefix + key
         now = self.clock()
         self._purge(now)
-        state: dict[str, State] = {}
-        if self._live(key, now):
-            state = self._data[key]
-            if not isinstance(state, dict):
+        state: dict[str, State] | None = self._data.get(key)
+        if state is not None:
+            expires = self._expires.get(key)
+            if expires is not None and expires <= now:
+                state = None  # expired: as if absent (the write below replaces it)
+            elif not isinstance(state, dict):
                 raise StoreError(f"The value at {key!r} is bytes, not rate-limit state.")
-        stored = [state.get(window.field) for window in windows]
+        if state is None:
+            stored: list[State | None] = [None] * len(windows)
+            state = {}
+        else:
+            stored = [state.get(window.field) for window in windows]
         result, states = _gcra_step(stored, now, windows, cost)
         if not result.allowed:
             return result
-        updated = dict(state)
         for window, (when, debt) in zip(windows, states, strict=True):
-            if debt > 0:
-                updated[window.field] = (when, debt)
+            if debt > 0.0:
+                state[window.field] = (when, debt)
             else:
-                updated.pop(window.field, None)  # a full window needs no state
+                state.pop(window.field, None)  # a full window needs no state
         # The key lives until its last window's debt has drained, this call's or not.
-        deadline = max((when + debt for when, debt in updated.values()), default=now)
+        deadline = now
+        for when, debt in state.values():
+            if when + debt > deadline:
+                deadline = when + debt
         if deadline > now:
-            self._write(key, updated, deadline)
+            self._write(key, state, deadline)
         elif key in self._data:
             del self._data[key]
             self._expires.pop(key, None)
