@@ -340,14 +340,19 @@ class RateLimit:
         return f"{self.name}:{request.method} {path}:{key}"
 
     def header_fields(self, result: GCRAResult) -> dict[str, str]:
-        """The ``RateLimit-Policy`` and ``RateLimit`` fields for ``result``."""
-        state = ", ".join(
-            f"{item};r={remaining};t={math.ceil(reset)}"
-            for item, remaining, reset in zip(
-                self._items, result.remaining, result.reset, strict=True
+        """The ``ratelimit-policy`` and ``ratelimit`` fields for ``result``.
+
+        Names in lower case, as HTTP/2 sends them (field names are case-insensitive).
+        """
+        items, remaining, reset = self._items, result.remaining, result.reset
+        if len(items) == 1:  # the usual case, without the join
+            state = f"{items[0]};r={remaining[0]};t={math.ceil(reset[0])}"
+        else:
+            state = ", ".join(
+                f"{item};r={left};t={math.ceil(wait)}"
+                for item, left, wait in zip(items, remaining, reset, strict=True)
             )
-        )
-        return {"RateLimit-Policy": self._policy, "RateLimit": state}
+        return {"ratelimit-policy": self._policy, "ratelimit": state}
 
     async def take(self, key: str, *, cost: int | None = None) -> GCRAResult | None:
         """Take ``cost`` units from ``key``'s bucket (a full store key, without route).

@@ -107,6 +107,6 @@ def add_response_headers(scope: Scope, headers: Mapping[str, str]) -> bool:
     if pending is None:
         return False
     for name, value in headers.items():
-        key = name.lower()
+        key = name if name.islower() else name.lower()
         pending[key] = f"{pending[key]}, {value}" if key in pending else value
     return True
