@@ -111,6 +111,8 @@ def _gcra_step(
     A negative cost gives units back (never past a full window). The same arithmetic runs
     in `RedisStore`'s Lua script.
     """
+    if len(windows) == 1:
+        return _gcra_one(stored[0], now, windows[0], cost)
     allowed = True
     retry_after = 0.0
     debts: list[float] = []
@@ -154,6 +156,42 @@ def _gcra_step(
             reset.append(wait if wait > 0.0 else 0.0)
     result = GCRAResult(allowed, tuple(remaining), tuple(reset), 0.0 if allowed else retry_after)
     return result, list(zip(whens, chosen, strict=True))
+
+
+def _gcra_one(
+    previous: State | None, now: float, window: Window, cost: int
+) -> tuple[GCRAResult, list[State]]:
+    """`_gcra_step` for one window (most limits), without the per-window lists."""
+    if previous is None:
+        when, debt = now, 0.0
+    else:
+        when, debt = previous
+        if now > when:
+            debt -= now - when
+            if debt < 0.0:
+                debt = 0.0
+            when = now
+    period, interval, limit = window.period, window.interval, window.limit
+    new_debt = debt + cost * interval
+    allowed = True
+    retry_after = 0.0
+    if new_debt < 0.0:
+        new_debt = 0.0
+    elif cost > 0 and new_debt > period * (1 + _SLACK):
+        allowed = False
+        retry_after = new_debt - period
+        new_debt = debt
+    free = period - new_debt
+    units = math.floor(free / interval + _SLACK)
+    if units >= limit:
+        units, reset = limit, 0.0
+    else:
+        if units < 0:
+            units = 0
+        reset = (units + 1) * interval - free
+        if reset < 0.0:
+            reset = 0.0
+    return GCRAResult(allowed, (units,), (reset,), retry_after), [(when, new_debt)]
 
 
 def _check_windows(windows: Sequence[Window], cost: int) -> None:
