@@ -439,7 +439,7 @@ def test_per_route_buckets_by_method_and_path_template(store: Store) -> None:
 
 
 def test_per_route_false_is_one_budget_across_routes(store: Store) -> None:
-    limit = RateLimit("2/second", store=store, per_route=False)
+    limit = RateLimit("2/second", store=store, per_route=False, name="shared")
     with serve(items_app(limit), store) as client:
         codes = [
             client.get("/items/1").status_code,
@@ -724,7 +724,8 @@ def test_store_outage_allow_serves_and_logs_once(caplog: pytest.LogCaptureFixtur
     assert not any("RateLimit" in r.headers for r in answers)
     errors = ratelimit_errors(caplog)
     assert len(errors) == 1, [r.getMessage() for r in errors]
-    assert "store unreachable, allowing requests" in errors[0].getMessage()
+    assert "store unreachable, requests let through" in errors[0].getMessage()
+    assert "Redis at 127.0.0.1:1" in errors[0].getMessage()  # says which server
 
 
 def test_store_outage_deny_answers_503(caplog: pytest.LogCaptureFixture) -> None:
@@ -735,7 +736,7 @@ def test_store_outage_deny_answers_503(caplog: pytest.LogCaptureFixture) -> None
     assert [(r.status_code, r.json()) for r in answers] == [(503, UNAVAILABLE)] * 20
     errors = ratelimit_errors(caplog)
     assert len(errors) == 1, [r.getMessage() for r in errors]
-    assert "refusing with 503" in errors[0].getMessage()
+    assert "store unreachable, requests answered 503" in errors[0].getMessage()
 
 
 # --- OpenAPI --------------------------------------------------------------------------------
@@ -884,3 +885,93 @@ async def test_two_workers_on_redis_share_one_budget(redis_prefix: str, clock: F
             await client.aclose()
         for _, store in workers:
             await store.aclose()
+
+
+# --- mistakes a user makes, caught early -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"store": "redis://localhost"}, TypeError, r"pass RedisStore\(url\)"),
+        ({"key": "ip"}, TypeError, "key must be a function of the request"),
+        ({"cost": 6}, ValueError, "no request could ever pass"),
+        ({"per_route": False}, ValueError, "needs a name="),
+    ],
+    ids=["store-url", "key-not-callable", "cost-over-limit", "shared-without-name"],
+)
+def test_construction_refuses_what_could_only_fail_later(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        RateLimit("5/minute", **kwargs)
+
+
+@pytest.mark.parametrize("rate", ["5/hr", "5/mins", "5/secs"], ids=["hr", "mins", "secs"])
+def test_short_unit_names_are_read(rate: str) -> None:
+    assert RateLimit(rate).windows[0].limit == 5
+
+
+def test_an_unknown_unit_names_the_units_it_takes() -> None:
+    with pytest.raises(ValueError, match="second, minute, hour or day"):
+        parse_rate("100/month")
+
+
+@pytest.mark.parametrize("proxies", [True, 1.5, "1"], ids=["bool", "float", "str"])
+def test_trusted_proxies_must_be_a_count(proxies: Any) -> None:
+    with pytest.raises(TypeError, match="count of proxies"):
+        client_ip(trusted_proxies=proxies)
+
+
+def test_without_fastkit_handlers_a_refusal_is_still_a_429() -> None:
+    # No setup(), no install_exception_handlers: FastAPI answers the HTTPException itself.
+    app = FastAPI()
+    limit = RateLimit("1/minute")
+
+    @app.get("/x", dependencies=[Depends(limit)])
+    async def x() -> dict[str, bool]:
+        return {"ok": True}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first, second = client.get("/x"), client.get("/x")
+    assert first.status_code == 200
+    assert first.headers["RateLimit"].startswith('"default-60s";r=0;')
+    assert second.status_code == 429
+    assert second.json() == {"detail": "Too many requests; retry after 60 s."}
+    assert second.headers["Retry-After"] == "60"
+
+
+def test_without_fastkit_handlers_a_store_outage_is_a_503() -> None:
+    app = FastAPI()
+    dead = RedisStore("redis://127.0.0.1:1/0", timeout=0.2)
+    limit = RateLimit("1/minute", store=dead, on_error="deny")
+
+    @app.get("/x", dependencies=[Depends(limit)])
+    async def x() -> dict[str, bool]:
+        return {"ok": True}
+
+    with serve(app, dead, raise_server_exceptions=False) as client:
+        answer = client.get("/x")
+    assert answer.status_code == 503
+    assert answer.json() == {"detail": "Rate limit check unavailable; retry later."}
+
+
+def test_two_limits_with_one_name_on_a_route_are_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outer, inner = RateLimit("10/second"), RateLimit("20/second")
+    app = FastAPI()
+    fastkit.setup(app)
+    router = APIRouter(dependencies=[Depends(outer)])
+
+    @router.get("/x", dependencies=[Depends(inner)])
+    async def x() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.include_router(router)
+    with caplog.at_level(logging.WARNING, logger="fastkit.ratelimit"), TestClient(app) as client:
+        for _ in range(3):
+            assert client.get("/x").status_code == 200
+    clashes = [r for r in caplog.records if "give each a name=" in r.getMessage()]
+    assert len(clashes) == 1
+    assert "GET /x" in clashes[0].getMessage()

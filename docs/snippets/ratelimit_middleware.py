@@ -3,8 +3,9 @@ from fastapi import FastAPI
 from fastkit import setup
 from fastkit.ratelimit import RateLimit, client_ip
 
-# Per client address; the app runs behind one proxy of yours (a load balancer) that
-# appends to X-Forwarded-For.
+# Per client address. This app runs behind one proxy of its own (a load balancer) that
+# appends to X-Forwarded-For: trusted_proxies=1. Without such a proxy keep client_ip(),
+# or anyone could pick a new address per request by sending the header.
 per_client = RateLimit("100/second", key=client_ip(trusted_proxies=1), name="global")
 
 app = FastAPI()

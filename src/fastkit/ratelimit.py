@@ -29,12 +29,20 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastkit.errors import ServiceUnavailable, TooManyRequests, add_error_headers, render_error
-from fastkit.request_context import add_response_headers
+from fastkit.errors import (
+    AppError,
+    ServiceUnavailable,
+    TooManyRequests,
+    add_error_headers,
+    error_handlers_installed,
+    render_error,
+)
+from fastkit.request_context import RESPONSE_HEADERS, add_response_headers
 from fastkit.routing import route_template
 from fastkit.stores import GCRAResult, MemoryStore, Store, StoreError, Window
 
@@ -55,17 +63,31 @@ __all__ = [
 logger = logging.getLogger("fastkit.ratelimit")
 
 KeyFunc = Callable[[Request], "Awaitable[str | None] | str | None"]
+"""A key function: ``(request) -> str | None``, sync or async; None exempts the request."""
 OnError = Literal["allow", "deny"]
 
 RATE_LIMITED = "Too many requests; retry after {seconds} s."
 UNAVAILABLE = "Rate limit check unavailable; retry later."
 
+
+def _refusal(request: Request, error: AppError) -> Exception:
+    """``error`` if fastkit's handlers will answer it, else the same as an ``HTTPException``.
+
+    Without `install_exception_handlers` (or `setup`), an `AppError` would be a 500; an
+    ``HTTPException`` is answered by FastAPI itself: 429 with ``Retry-After``, never a 500.
+    """
+    if error_handlers_installed(request.app):
+        return error
+    return HTTPException(error.status_code, error.message, error.headers)
+
+
 _UNITS: dict[str, int] = {
-    "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600,
+    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
     "d": 86400, "day": 86400, "days": 86400,
 }  # fmt: skip
+_UNIT_NAMES = "second, minute, hour or day (s, sec, m, min, h, hr, d; plurals too)"
 _WINDOW = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+)\s*$", re.IGNORECASE)
 # This request's fields so far, when no fastkit middleware sends them (see __call__).
 _SENT_FIELDS = "fastkit.ratelimit.sent"
@@ -92,7 +114,8 @@ def parse_rate(rate: str) -> tuple[Window, ...]:
         if match is None or unit is None:
             raise ValueError(
                 f'Cannot read the rate {part.strip()!r}; write it like "10/second", '
-                '"1000/hour" or "5/10minutes".'
+                f'"1000/hour" or "5/10minutes", in whole {_UNIT_NAMES}; join several '
+                'with ";".'
             )
         count, multiple = int(match.group(1)), int(match.group(2) or 1)
         if count < 1:
@@ -155,6 +178,8 @@ def client_ip(*, trusted_proxies: int = 0, ipv6_prefix: int = 64) -> Callable[[R
     Raises:
         ValueError: If ``trusted_proxies`` is negative or ``ipv6_prefix`` not in 1-128.
     """
+    if not isinstance(trusted_proxies, int) or isinstance(trusted_proxies, bool):
+        raise TypeError(f"trusted_proxies is a count of proxies, got {trusted_proxies!r}.")
     if trusted_proxies < 0:
         raise ValueError(f"trusted_proxies must be 0 or more, got {trusted_proxies}.")
     if not 1 <= ipv6_prefix <= 128:
@@ -267,8 +292,8 @@ class RateLimit:
             `api_key`, or any ``(request) -> str | None`` (sync or async; None exempts).
         store: Where the buckets live (a new `MemoryStore` by default; a `RedisStore` for
             several workers). Keys go under its ``ratelimit`` namespace.
-        name: Names the buckets and the header items; limits that share a name, store
-            and route share buckets.
+        name: Names the buckets and the header items (``"default"``); limits that share a
+            name, store and route share buckets. Required with ``per_route=False``.
         per_route: One budget per route (True) or one for all the routes (False).
         on_error: If the store fails: ``"allow"`` the request (logged) or ``"deny"`` it
             with 503.
@@ -276,14 +301,23 @@ class RateLimit:
         headers: Send the ``RateLimit*`` fields.
 
     Raises:
-        ValueError: For an unreadable rate, a bad ``on_error``, ``cost`` or ``name``.
+        ValueError: For an unreadable rate, a bad ``on_error`` or ``name``, a ``cost`` no
+            request could pay, or ``per_route=False`` without a ``name``.
+        TypeError: If ``key`` is not callable or ``store`` not a `Store`.
+
+    The instance is the dependency (``Depends(limit)``; its ``__call__`` takes the request
+    and FastAPI's response). Raises 429 (`TooManyRequests`) past the limit, in the app's
+    error style, or FastAPI's ``HTTPException`` form in an app without fastkit's handlers.
 
     Example:
         ```python
+        from fastapi import Depends
+        from fastkit.ratelimit import RateLimit, jwt_subject
+
         writes = RateLimit("10/second;1000/hour", key=jwt_subject(auth), store=store)
 
         @app.post("/items", dependencies=[Depends(writes)])
-        async def create_item(item: ItemIn) -> Envelope[Item]: ...
+        async def create_item(item: ItemIn) -> Item: ...
         ```
     """
 
@@ -293,7 +327,7 @@ class RateLimit:
         *,
         key: KeyFunc | None = None,
         store: Store | None = None,
-        name: str = "default",
+        name: str | None = None,
         per_route: bool = True,
         on_error: OnError = "allow",
         cost: int = 1,
@@ -306,8 +340,28 @@ class RateLimit:
             raise ValueError(f'on_error must be "allow" or "deny", got {on_error!r}.')
         if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
             raise ValueError(f"cost must be a whole number of at least 1, got {cost!r}.")
+        smallest = min(w.limit for w in self.windows)
+        if cost > smallest:
+            raise ValueError(
+                f"cost={cost} is more than the {smallest} units a window holds, so no request "
+                "could ever pass; lower the cost or raise the limit."
+            )
+        if name is None:
+            if not per_route:
+                raise ValueError(
+                    "A limit shared by several routes (per_route=False) needs a name=, or two "
+                    "such limits on one store would share one budget without saying so."
+                )
+            name = "default"
         if not name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
             raise ValueError(f"name must be letters, digits, '_', '-' or '.', got {name!r}.")
+        if key is not None and not callable(key):
+            raise TypeError(
+                f"key must be a function of the request, like client_ip(), got {key!r}."
+            )
+        if store is not None and not isinstance(store, Store):
+            hint = " (for Redis, pass RedisStore(url))" if isinstance(store, str) else ""
+            raise TypeError(f"store must be a fastkit.stores.Store{hint}, got {store!r}.")
         self.rate = (
             rate
             if isinstance(rate, str)
@@ -326,6 +380,7 @@ class RateLimit:
             for item, w in zip(self._items, self.windows, strict=True)
         )
         self._gcra = self.store.gcra  # bound once: called on every request
+        self._warned_clash = False
         self._last_error_log = -math.inf
         self._errors_unlogged = 0
         self.openapi_responses = self._openapi_responses()
@@ -384,7 +439,10 @@ class RateLimit:
         key = await _resolve(self.key, request)
         if key is None:
             return None
-        result = await self.take(self._bucket(request, key))
+        try:
+            result = await self.take(self._bucket(request, key))
+        except ServiceUnavailable as error:
+            raise _refusal(request, error) from error.__cause__
         if result is None:
             return None
         fields = self.header_fields(result) if self.headers else {}
@@ -394,16 +452,34 @@ class RateLimit:
             # there; without it, this limit's items join theirs (the error's headers win).
             sent = dict(request.scope.get(_SENT_FIELDS) or {})
             _merge_fields(sent, fields)
-            raise TooManyRequests(
-                RATE_LIMITED.format(seconds=seconds),
-                headers={**sent, "Retry-After": str(seconds)},
+            raise _refusal(
+                request,
+                TooManyRequests(
+                    RATE_LIMITED.format(seconds=seconds),
+                    headers={**sent, "Retry-After": str(seconds)},
+                ),
             )
         return fields
 
     async def __call__(self, request: Request, response: Response) -> None:
         """The dependency: checks the limit and puts its fields on the answer."""
         fields = await self.check(request)
-        if not fields or add_response_headers(request.scope, fields):
+        if not fields:
+            return
+        scope = request.scope
+        earlier = (scope.get(RESPONSE_HEADERS) or scope.get(_SENT_FIELDS) or {}).get(
+            "ratelimit-policy"
+        )
+        if earlier and not self._warned_clash and f"{self._items[0]};" in earlier:
+            self._warned_clash = True
+            logger.warning(
+                "Two rate limits named %r guard %s %s: their RateLimit fields share item "
+                "names and clients cannot tell them apart; give each a name=.",
+                self.name,
+                request.method,
+                route_template(scope) or request.url.path,
+            )
+        if add_response_headers(scope, fields):
             return
         # No fastkit middleware to send them: FastAPI's Response parameter carries them on
         # the answers it serializes, and the error handlers on errors.
@@ -420,9 +496,14 @@ class RateLimit:
         unlogged = self._errors_unlogged
         also = f" ({unlogged} more since the last report)" if unlogged else ""
         self._last_error_log, self._errors_unlogged = now, 0
-        verdict = "allowing" if self.on_error == "allow" else "refusing with 503"
+        verdict = "let through" if self.on_error == "allow" else "answered 503"
         logger.error(
-            "Rate limit %s: store unreachable, %s requests%s: %s", self.name, verdict, also, error
+            "Rate limit %r (%s): store unreachable, requests %s%s: %s",
+            self.name,
+            self.rate,
+            verdict,
+            also,
+            error,
         )
 
     def _openapi_responses(self) -> dict[int, dict[str, Any]]:
@@ -568,7 +649,10 @@ class LoginThrottle:
         on_error: OnError = "allow",
     ) -> None:
         if per_username is None and per_client is None:
-            raise ValueError("LoginThrottle needs per_username or per_client; use None instead.")
+            raise ValueError(
+                "LoginThrottle needs per_username or per_client; to turn login throttling "
+                "off, pass auth_router(login_throttle=None)."
+            )
         shared = store if store is not None else MemoryStore()
         self.client: KeyFunc = client if client is not None else client_ip()
         self.per_username = (

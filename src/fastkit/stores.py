@@ -57,7 +57,16 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class Window:
-    """One rate-limit window: at most ``limit`` units per ``period`` seconds, GCRA-paced."""
+    """One rate-limit window: at most ``limit`` units per ``period`` seconds, GCRA-paced.
+
+    Args:
+        limit: Units the window holds (a burst of that many passes at once), at least 1.
+        period: Seconds for the whole window to refill (one unit every ``period / limit``).
+
+    Raises:
+        ValueError: If ``limit`` is not a whole number of at least 1 or ``period`` is not
+            a positive, finite number of seconds.
+    """
 
     limit: int
     period: float
@@ -268,7 +277,8 @@ class MemoryStore:
     closest to expiry first.
 
     Args:
-        clock: Seconds, ``time.time`` by default; tests pass a fake clock to step time.
+        clock: A function giving seconds (default: ``time.time``); tests pass a fake
+            clock to step time.
         max_keys: Most keys kept at once (None: no bound).
 
     Raises:
@@ -565,6 +575,15 @@ class _RedisBackend:
         self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
         self.dropped: type[BaseException] = redis.ConnectionError
         self._scripts: dict[str, Any] = {}
+        # Where the server is, for error messages (never the password).
+        pool = getattr(client, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", None) or {}
+        if kwargs.get("path"):
+            self.where = f"Redis at {kwargs['path']}"
+        elif kwargs.get("host"):
+            self.where = f"Redis at {kwargs['host']}:{kwargs.get('port', 6379)}"
+        else:
+            self.where = "Redis"
 
     def script(self, source: str) -> Any:
         """``source`` as a redis-py Script (EVALSHA, loading it on a NOSCRIPT reply)."""
@@ -599,7 +618,8 @@ class RedisStore:
             keys' TTLs still run on the server, so they then last a minute at least.
 
     Raises:
-        ValueError: If neither or both of ``url`` and ``client`` are given.
+        ValueError: If neither or both of ``url`` and ``client`` are given, or
+            ``max_connections`` is below 1.
         MissingDependencyError: Without the ``redis`` extra.
 
     Example:
@@ -661,7 +681,7 @@ class RedisStore:
                     raise
                 return await call()  # a read is safe to try once more, on a new connection
         except backend.errors as error:
-            raise StoreError(f"Redis {what} failed: {error!r}") from error
+            raise StoreError(f"{backend.where}: {what} failed: {error!r}") from error
 
     async def get(self, key: str) -> bytes | None:
         client = self._backend.client

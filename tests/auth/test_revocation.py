@@ -383,3 +383,15 @@ def test_two_apps_sharing_redis_share_revocations(redis_prefix: str) -> None:
             assert b.portal is not None
             a.portal.call(store_a.aclose)
             b.portal.call(store_b.aclose)
+
+
+def test_stores_of_the_wrong_kind_are_refused_with_the_right_class_named() -> None:
+    from fastkit.stores import MemoryStore, RedisStore
+
+    redis_store = RedisStore("redis://127.0.0.1:1/0")
+    with pytest.raises(TypeError, match=r"RedisRevocationStore\(store=\.\.\.\)"):
+        MemoryRevocationStore(redis_store)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"pass a store as RedisRevocationStore\(store=\.\.\.\)"):
+        RedisRevocationStore(redis_store)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="store= takes a RedisStore"):
+        RedisRevocationStore(store=MemoryStore())  # type: ignore[arg-type]

@@ -146,6 +146,11 @@ class MemoryRevocationStore(_StoreRevocation):
     """
 
     def __init__(self, store: MemoryStore | None = None) -> None:
+        if store is not None and not isinstance(store, MemoryStore):
+            raise TypeError(
+                f"MemoryRevocationStore keeps ids in a MemoryStore, got {store!r}; for Redis, "
+                "use RedisRevocationStore(store=...)."
+            )
         self.store = (store if store is not None else MemoryStore()).namespace("revoked")
 
     def __len__(self) -> int:
@@ -185,6 +190,13 @@ class RedisRevocationStore(_StoreRevocation):
     ) -> None:
         if sum(given is not None for given in (url, client, store)) != 1:
             raise ValueError("Give either url= or client= (or store=) to RedisRevocationStore.")
+        if url is not None and not isinstance(url, str):
+            raise TypeError(
+                f"RedisRevocationStore's first argument is a URL, got {url!r}; pass a store "
+                "as RedisRevocationStore(store=...)."
+            )
+        if store is not None and not isinstance(store, RedisStore):
+            raise TypeError(f"store= takes a RedisStore, got {store!r}.")
         if store is not None:
             self.store = store.namespace("revoked")
         else:

@@ -30,6 +30,7 @@ from fastkit.errors.handlers import (
     ProblemResponse,
     UnhandledErrorMiddleware,
     add_error_headers,
+    error_handlers_installed,
     install_exception_handlers,
     render_error,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "UnprocessableEntity",
     "add_error_headers",
     "document_error_responses",
+    "error_handlers_installed",
     "install_exception_handlers",
     "render_error",
     "status_phrase",

@@ -35,6 +35,7 @@ __all__ = [
     "ProblemResponse",
     "UnhandledErrorMiddleware",
     "add_error_headers",
+    "error_handlers_installed",
     "install_exception_handlers",
     "render_error",
 ]
@@ -51,6 +52,16 @@ class ProblemResponse(JSONResponse):
     """A JSON response with the RFC 9457 media type ``application/problem+json``."""
 
     media_type = "application/problem+json"
+
+
+def error_handlers_installed(app: Any) -> bool:
+    """True if `install_exception_handlers` (or `fastkit.setup`) ran on ``app``.
+
+    For code that raises an `AppError` from places where an app without fastkit's handlers
+    would answer it 500: it can raise an ``HTTPException`` there instead.
+    """
+    state = getattr(app, "state", None)
+    return getattr(state, _STATE_KEY, None) is not None
 
 
 def _style_of(request: Request) -> str:
