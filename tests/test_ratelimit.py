@@ -975,3 +975,51 @@ def test_two_limits_with_one_name_on_a_route_are_reported_once(
     clashes = [r for r in caplog.records if "give each a name=" in r.getMessage()]
     assert len(clashes) == 1
     assert "GET /x" in clashes[0].getMessage()
+
+
+def test_a_trailing_slash_twin_shares_the_routes_budget(store: Store) -> None:
+    from fastkit import OptionalSlashRouter
+
+    limit = RateLimit("3/minute", store=store)
+    router = OptionalSlashRouter(prefix="/items")
+
+    @router.get("", dependencies=[Depends(limit)])
+    async def items() -> list[int]:
+        return []
+
+    app = FastAPI()
+    fastkit.setup(app)
+    app.include_router(router)
+    with serve(app, store) as client:
+        codes = [client.get(path).status_code for path in ["/items", "/items/"] * 3]
+    assert codes == [200, 200, 200, 429, 429, 429]
+
+
+@pytest.mark.parametrize(
+    ("hop", "key"),
+    [
+        ("203.0.113.7:4711", "ip:203.0.113.7"),
+        ("[2001:db8::1]:443", "ip:2001:db8::/64"),
+        ("[2001:db8::1]", "ip:2001:db8::/64"),
+        ("01.2.3.4", None),  # not an address: the peer is used
+        ("1.2.3.\u00b2", None),  # a superscript digit is no digit of an address
+    ],
+    ids=["ipv4-port", "ipv6-port", "ipv6-brackets", "leading-zero", "unicode-digit"],
+)
+def test_forwarded_hops_with_ports_and_odd_forms(hop: str, key: str | None) -> None:
+    from starlette.requests import Request
+
+    scope = {
+        "type": "http",
+        "headers": [(b"x-forwarded-for", hop.encode())],
+        "client": ("10.0.0.1", 5000),
+    }
+    found = client_ip(trusted_proxies=1)(Request(scope))
+    assert found == (key if key is not None else "ip:10.0.0.1")
+
+
+def test_windows_must_last_whole_seconds() -> None:
+    with pytest.raises(ValueError, match="whole seconds"):
+        RateLimit([Window(10, 1.5)])
+    with pytest.raises(ValueError, match="whole seconds"):
+        RateLimit([Window(1, 0.01)])

@@ -562,3 +562,20 @@ async def test_redis_calls_past_the_pool_wait_for_a_connection(store: Store) -> 
 def test_redis_store_max_connections_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_connections must be at least 1"):
         RedisStore("redis://127.0.0.1:6379/0", max_connections=0)
+
+
+async def test_memory_never_evicts_a_protected_namespace() -> None:
+    # A revoked token forgotten to make room for rate-limit keys would work again.
+    store = MemoryStore(max_keys=3)
+    revoked = store.namespace("revoked", evictable=False)
+    limits = store.namespace("ratelimit")
+    await revoked.set("jti-1", b"1", ttl=10)  # closest to expiry, and still kept
+    for n in range(5):
+        await limits.set(f"k{n}", b"1", ttl=100)
+    assert await revoked.exists("jti-1") == 1
+    assert len(store) <= 3
+    await revoked.set("jti-2", b"1", ttl=100)
+    await revoked.set("jti-3", b"1", ttl=100)
+    with pytest.raises(StoreError, match="raise max_keys"):
+        await revoked.set("jti-4", b"1", ttl=100)  # only protected keys left: refused
+    assert await revoked.exists("jti-1", "jti-2", "jti-3") == 3

@@ -26,6 +26,7 @@ import logging
 import math
 import re
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -140,17 +141,25 @@ def parse_rate(rate: str) -> tuple[Window, ...]:
 # --- keys -------------------------------------------------------------------------------
 
 
-def _ip_key(host: str, ipv6_prefix: int) -> str | None:
-    """``ip:<address>``; IPv6 cut to its ``/ipv6_prefix`` network; None if not an address."""
+def _ip_key(host: str, ipv6_prefix: int, *, trusted: bool = True) -> str | None:
+    """``ip:<address>``; IPv6 cut to its ``/ipv6_prefix`` network; None if not an address.
+
+    ``trusted``: the server's own socket address (always canonical dotted IPv4), read
+    without parsing; a forwarded hop is parsed, so ``01.2.3.4`` and ``1.2.3.4`` are one.
+    """
     if ":" not in host:
-        if host.count(".") == 3 and host.replace(".", "").isdigit():
+        if trusted and host.isascii() and host.count(".") == 3 and host.replace(".", "").isdigit():
             return "ip:" + host
         try:
             return "ip:" + str(ipaddress.IPv4Address(host))
         except ValueError:
             return None
+    if host.startswith("["):  # "[2001:db8::1]:443" or "[2001:db8::1]"
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:  # "203.0.113.7:4711": an IPv4 address with its port
+        return _ip_key(host.partition(":")[0], ipv6_prefix, trusted=False)
     try:
-        address = ipaddress.IPv6Address(host.strip("[]"))
+        address = ipaddress.IPv6Address(host)
     except ValueError:
         return None
     if address.ipv4_mapped is not None:
@@ -202,7 +211,7 @@ def client_ip(*, trusted_proxies: int = 0, ipv6_prefix: int = 64) -> Callable[[R
             if hop.strip()
         ]
         if hops:
-            found = _ip_key(hops[max(len(hops) - trusted_proxies, 0)], ipv6_prefix)
+            found = _ip_key(hops[max(len(hops) - trusted_proxies, 0)], ipv6_prefix, trusted=False)
             if found is not None:
                 return found
         return peer(request)
@@ -340,6 +349,11 @@ class RateLimit:
             raise ValueError(f'on_error must be "allow" or "deny", got {on_error!r}.')
         if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
             raise ValueError(f"cost must be a whole number of at least 1, got {cost!r}.")
+        if any(w.period < 1 or w.period != int(w.period) for w in self.windows):
+            raise ValueError(
+                "A RateLimit's windows last whole seconds (the RateLimit header fields count "
+                'in seconds): write "20/second" rather than 10 per half second.'
+            )
         smallest = min(w.limit for w in self.windows)
         if cost > smallest:
             raise ValueError(
@@ -392,6 +406,8 @@ class RateLimit:
         if not self.per_route:
             return f"{self.name}:{key}"
         path = route_template(request.scope) or "*"
+        if len(path) > 1 and path[-1] == "/":
+            path = path[:-1]  # /items and /items/ (OptionalSlashRouter's twin) are one route
         return f"{self.name}:{request.method} {path}:{key}"
 
     def header_fields(self, result: GCRAResult) -> dict[str, str]:
@@ -401,10 +417,10 @@ class RateLimit:
         """
         items, remaining, reset = self._items, result.remaining, result.reset
         if len(items) == 1:  # the usual case, without the join
-            state = f"{items[0]};r={remaining[0]};t={math.ceil(reset[0])}"
+            state = f"{items[0]};r={remaining[0]};t={_whole(reset[0])}"
         else:
             state = ", ".join(
-                f"{item};r={left};t={math.ceil(wait)}"
+                f"{item};r={left};t={_whole(wait)}"
                 for item, left, wait in zip(items, remaining, reset, strict=True)
             )
         return {"ratelimit-policy": self._policy, "ratelimit": state}
@@ -447,7 +463,7 @@ class RateLimit:
             return None
         fields = self.header_fields(result) if self.headers else {}
         if not result.allowed:
-            seconds = max(1, math.ceil(result.retry_after))
+            seconds = max(1, _whole(result.retry_after))
             # Earlier limits' fields go out too: with fastkit's middleware they are pending
             # there; without it, this limit's items join theirs (the error's headers win).
             sent = dict(request.scope.get(_SENT_FIELDS) or {})
@@ -530,6 +546,11 @@ class RateLimit:
         return responses
 
 
+def _whole(seconds: float) -> int:
+    """Whole seconds, rounded up, ignoring float noise (1.0000000000000009 is 1)."""
+    return math.ceil(seconds - 1e-9)
+
+
 def _seconds(period: float) -> int:
     return max(1, round(period))
 
@@ -591,7 +612,7 @@ class RateLimitMiddleware:
                 if result is not None:
                     fields = limit.header_fields(result) if limit.headers else None
                     if not result.allowed:
-                        seconds = max(1, math.ceil(result.retry_after))
+                        seconds = max(1, _whole(result.retry_after))
                         raise TooManyRequests(
                             RATE_LIMITED.format(seconds=seconds),
                             headers={**(fields or {}), "Retry-After": str(seconds)},
@@ -615,6 +636,20 @@ class RateLimitMiddleware:
 # --- login throttling -------------------------------------------------------------------
 
 
+# Characters that show as nothing: "al\u200bice" must count as "alice".
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def _username_key(username: str) -> str:
+    """One budget per username however it is spelled: NFKC (a fullwidth A is an A),
+    invisible characters dropped, case folded, surrounding spaces stripped.
+
+    Coarser than most ``authenticate`` comparisons on purpose: spellings that one user
+    table treats as one name never get separate budgets.
+    """
+    return unicodedata.normalize("NFKC", username).translate(_INVISIBLE).strip().casefold()
+
+
 class LoginThrottle:
     """Failed logins per username and per client, as `auth_router` counts them.
 
@@ -633,7 +668,9 @@ class LoginThrottle:
         client: The client key (`client_ip()` by default; set ``trusted_proxies`` there).
         store: Where the counts live (a new `MemoryStore` by default; share your
             `RedisStore` with several workers).
-        on_error: If the store fails: ``"allow"`` the attempt or ``"deny"`` it with 503.
+        on_error: If the store fails: ``"deny"`` the attempt with 503 (the default: an
+            outage must not open the door to unthrottled guessing, as revocation checks
+            fail closed too) or ``"allow"`` it unthrottled.
 
     Raises:
         ValueError: For an unreadable rate or if both limits are None.
@@ -646,7 +683,7 @@ class LoginThrottle:
         *,
         client: KeyFunc | None = None,
         store: Store | None = None,
-        on_error: OnError = "allow",
+        on_error: OnError = "deny",
     ) -> None:
         if per_username is None and per_client is None:
             raise ValueError(
@@ -680,7 +717,7 @@ class LoginThrottle:
             if client is not None:
                 checks.append((self.per_client, f"login-client:{client}"))
         if self.per_username is not None:
-            digest = hashlib.sha256(username.strip().casefold().encode()).hexdigest()[:32]
+            digest = hashlib.sha256(_username_key(username).encode()).hexdigest()[:32]
             checks.append((self.per_username, f"login-user:{digest}"))
         for limit, key in checks:
             result = await limit.take(key)
@@ -688,7 +725,7 @@ class LoginThrottle:
                 continue
             if not result.allowed:
                 await self.succeeded(taken)  # this attempt did not happen
-                seconds = max(1, math.ceil(result.retry_after))
+                seconds = max(1, _whole(result.retry_after))
                 raise TooManyRequests(
                     f"Too many failed logins; retry after {seconds} s.",
                     headers={"Retry-After": str(seconds)},

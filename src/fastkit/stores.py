@@ -222,8 +222,12 @@ class Store(Protocol):
     Every method may raise `StoreError` when the backend cannot be reached.
     """
 
-    def namespace(self, name: str) -> Store:
-        """A view of this store whose keys live under ``name:`` (same backend)."""
+    def namespace(self, name: str, *, evictable: bool = True) -> Store:
+        """A view of this store whose keys live under ``name:`` (same backend).
+
+        ``evictable=False`` keeps its keys when a bounded store is full (revoked tokens
+        must not be forgotten to make room for rate-limit counters).
+        """
         ...
 
     async def get(self, key: str) -> bytes | None:
@@ -273,33 +277,38 @@ class MemoryStore:
 
     Each operation runs without awaiting, so it is atomic for every coroutine of the
     process. Expired keys are dropped as time passes (a heap of deadlines, one entry per
-    key); ``max_keys`` bounds memory under a flood of distinct keys by dropping the keys
-    closest to expiry first.
+    key); ``max_keys`` bounds memory under a flood of distinct keys (about 700 bytes each:
+    100,000 keys are some 70 MB) by dropping the evictable keys closest to expiry first.
+    Keys of a namespace made with ``evictable=False`` are never dropped; if only such keys
+    are left, a new key raises `StoreError`.
 
     Args:
-        clock: A function giving seconds (default: ``time.time``); tests pass a fake
-            clock to step time.
+        clock: A function giving seconds (default: ``time.monotonic``, which a change of
+            the wall clock does not move); tests pass a fake clock to step time.
         max_keys: Most keys kept at once (None: no bound).
 
     Raises:
         ValueError: If ``max_keys`` is below 1.
     """
 
-    def __init__(self, *, clock: Clock = time.time, max_keys: int | None = 1_000_000) -> None:
+    def __init__(self, *, clock: Clock = time.monotonic, max_keys: int | None = 100_000) -> None:
         if max_keys is not None and max_keys < 1:
             raise ValueError(f"max_keys must be at least 1 or None, got {max_keys}.")
         self.clock = clock
         self.max_keys = max_keys
         self._prefix = ""
+        self._protected: list[str] = []  # prefixes of namespaces made with evictable=False
         self._data: dict[str, Any] = {}
         self._expires: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
 
-    def namespace(self, name: str) -> MemoryStore:
+    def namespace(self, name: str, *, evictable: bool = True) -> MemoryStore:
         view = object.__new__(MemoryStore)
         view.__dict__.update(self.__dict__)  # shares the same dicts, heap and clock
         view._prefix = f"{self._prefix}{name}:"
+        if not evictable and view._prefix not in self._protected:
+            self._protected.append(view._prefix)
         return view
 
     # -- expiry ---------------------------------------------------------------------------
@@ -339,7 +348,9 @@ class MemoryStore:
     def _make_room(self) -> None:
         if self.max_keys is None or len(self._data) < self.max_keys:
             return
-        # Drop the keys closest to their deadline (then any key) until one fits.
+        protected = tuple(self._protected)
+        kept: list[tuple[float, str]] = []
+        # Drop the evictable keys closest to their deadline (then any such key) until one fits.
         while self._heap and len(self._data) >= self.max_keys:
             deadline, key = heapq.heappop(self._heap)
             actual = self._expires.get(key)
@@ -349,13 +360,26 @@ class MemoryStore:
             if actual > deadline:
                 heapq.heappush(self._heap, (actual, key))  # extended since: not this one
                 continue
+            if protected and key.startswith(protected):
+                kept.append((deadline, key))
+                continue
             self._scheduled.discard(key)
             del self._expires[key]
             del self._data[key]
-        while len(self._data) >= self.max_keys:
-            key = next(iter(self._data))
-            self._expires.pop(key, None)
-            del self._data[key]
+        for entry in kept:
+            heapq.heappush(self._heap, entry)
+        if len(self._data) >= self.max_keys:
+            for key in list(self._data):  # keys without a TTL: rare, so a scan is fine
+                if protected and key.startswith(protected):
+                    continue
+                self._expires.pop(key, None)
+                del self._data[key]
+                if len(self._data) < self.max_keys:
+                    break
+        if len(self._data) >= self.max_keys:
+            raise StoreError(
+                f"MemoryStore is full: its {self.max_keys} keys may not be evicted; raise max_keys."
+            )
 
     def _write(self, key: str, value: Any, deadline: float | None) -> None:
         if key not in self._data:
@@ -665,7 +689,9 @@ class RedisStore:
         """The ``redis.asyncio.Redis`` client."""
         return self._backend.client
 
-    def namespace(self, name: str) -> RedisStore:
+    def namespace(self, name: str, *, evictable: bool = True) -> RedisStore:
+        # Eviction is the server's: with maxmemory, use maxmemory-policy noeviction (every
+        # key here has a TTL, so volatile-* policies may drop revoked tokens too).
         view = object.__new__(RedisStore)
         view._backend = self._backend
         view.prefix = f"{self.prefix}{name}:"

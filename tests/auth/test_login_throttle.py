@@ -109,7 +109,8 @@ def test_successful_logins_give_their_units_back(clock: FakeClock) -> None:
 
 def test_usernames_are_case_insensitive_and_stripped(clock: FakeClock) -> None:
     kit = throttled_app(clock)
-    spellings = ["Alice", " alice ", "ALICE", "alice", "aLiCe\t"]
+    # Case, spaces, fullwidth letters (NFKC) and invisible characters: one budget.
+    spellings = ["Alice", " alice ", "\uff21lice", "al\u200bice", "aLiCe\t"]
     with TestClient(kit.app) as client:
         codes = [post_login(client, spellings[n % 5], WRONG).status_code for n in range(10)]
         assert codes == [400] * 10
@@ -187,7 +188,8 @@ def test_token_endpoint_documents_429() -> None:
         operation = client.get("/openapi.json").json()["paths"]["/auth/token"]["post"]
     answer = operation["responses"]["429"]
     assert "slow_down" in answer["description"]
-    assert "Retry-After" in answer["description"]
+    assert "Retry-After" in answer["headers"]
+    assert "temporarily_unavailable" in operation["responses"]["503"]["description"]
 
 
 @pytest.mark.parametrize(
@@ -203,6 +205,24 @@ def test_throttle_store_outage(on_error: str, status: int) -> None:
             assert client.portal is not None
             client.portal.call(dead.aclose)
     assert response.status_code == status, response.text
+    if status == 503:  # an OAuth2 error the clients raise on, and never cached
+        assert response.json()["error"] == "temporarily_unavailable"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_throttle_fails_closed_by_default() -> None:
+    # Revocation checks fail closed; so does counting guesses: an outage must not open
+    # the door to unthrottled password guessing.
+    dead = RedisStore(DEAD_REDIS_URL, timeout=0.2)
+    kit = build_app(login_throttle=LoginThrottle(store=dead))
+    with TestClient(kit.app) as client:
+        try:
+            response = post_login(client, "alice", PASSWORDS["alice"])
+        finally:
+            assert client.portal is not None
+            client.portal.call(dead.aclose)
+    assert response.status_code == 503
+    assert authenticate_calls(kit) == 0  # no password was checked
 
 
 # --- Redis: two workers --------------------------------------------------------------------

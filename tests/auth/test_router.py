@@ -827,6 +827,7 @@ def test_openapi_documents_the_token_endpoint(client: TestClient) -> None:
         "unsupported_grant_type",
         "invalid_scope",
         "slow_down",  # 429: too many failed logins
+        "temporarily_unavailable",  # 503: the login throttle cannot count
     }
 
 

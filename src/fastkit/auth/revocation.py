@@ -151,7 +151,11 @@ class MemoryRevocationStore(_StoreRevocation):
                 f"MemoryRevocationStore keeps ids in a MemoryStore, got {store!r}; for Redis, "
                 "use RedisRevocationStore(store=...)."
             )
-        self.store = (store if store is not None else MemoryStore()).namespace("revoked")
+        # Never evicted to make room for other blocks' keys (a forgotten id is a logged-out
+        # token working again): a full store refuses new keys instead (503).
+        self.store = (store if store is not None else MemoryStore()).namespace(
+            "revoked", evictable=False
+        )
 
     def __len__(self) -> int:
         """How many revoked ids are kept (for tests and metrics)."""

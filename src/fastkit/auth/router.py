@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from fastkit._concurrency import call_maybe_async
 from fastkit.auth.dependencies import InvalidToken, JWTAuth
 from fastkit.auth.tokens import MAX_TOKEN_LENGTH, TokenClaims, TokenError
-from fastkit.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized, render_error
+from fastkit.errors import (
+    BadRequest,
+    Forbidden,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    render_error,
+)
 from fastkit.ratelimit import LoginThrottle
 from fastkit.responses import Envelope, ok
 
@@ -30,7 +37,12 @@ WRONG_CREDENTIALS = "Incorrect username or password"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 OAuth2ErrorCode = Literal[
-    "invalid_request", "invalid_grant", "unsupported_grant_type", "invalid_scope", "slow_down"
+    "invalid_request",
+    "invalid_grant",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "slow_down",
+    "temporarily_unavailable",
 ]
 
 
@@ -70,6 +82,14 @@ class LogoutRequest(BaseModel):
     refresh_token: str | None = Field(None, max_length=MAX_TOKEN_LENGTH)
 
 
+class _Throttled(Exception):
+    """The login throttle refused (429) or could not count (503) a password attempt."""
+
+    def __init__(self, error: TooManyRequests | ServiceUnavailable) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class _Refused(Exception):
     """A grant refused with an RFC 6749 error; ``reason`` is for the log only."""
 
@@ -88,13 +108,15 @@ def _oauth2_error(request: Request, refused: _Refused) -> Response:
     )
 
 
-def _throttled(request: Request, error: TooManyRequests) -> Response:
-    """429 with ``Retry-After``, and ``slow_down`` for OAuth2 clients to raise on."""
+def _throttled(request: Request, error: TooManyRequests | ServiceUnavailable) -> Response:
+    """429 with ``Retry-After`` (``slow_down``), or 503 when the throttle's store is down
+    (``temporarily_unavailable``): an ``error`` for OAuth2 clients to raise on, not cached."""
     headers = {**NO_STORE, **(error.headers or {})}
+    code = "slow_down" if isinstance(error, TooManyRequests) else "temporarily_unavailable"
     return render_error(
         request,
-        TooManyRequests(error.message, headers=headers),
-        extra={"error": "slow_down", "error_description": error.message},
+        type(error)(error.message, headers=headers),
+        extra={"error": code, "error_description": error.message},
     )
 
 
@@ -196,7 +218,10 @@ def auth_router(
         if not username or not password:
             raise _Refused("invalid_request", "The password grant needs a username and password.")
         # Counted before the password is checked: concurrent guesses cannot all pass.
-        taken = await throttle.attempt(request, username) if throttle is not None else []
+        try:
+            taken = await throttle.attempt(request, username) if throttle is not None else []
+        except ServiceUnavailable as error:  # the throttle's store is down
+            raise _Throttled(error) from None
         try:
             user = cast(U | None, await call_maybe_async(authenticate, username, password))
         except BaseException:
@@ -254,7 +279,14 @@ def auth_router(
             400: {"model": OAuth2ErrorResponse, "description": "OAuth2 error (RFC 6749 5.2)"},
             429: {
                 "model": OAuth2ErrorResponse,
-                "description": "Too many failed logins (error=slow_down); see Retry-After",
+                "description": "Too many failed logins (error=slow_down)",
+                "headers": {
+                    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+                },
+            },
+            503: {
+                "model": OAuth2ErrorResponse,
+                "description": "Logins cannot be counted now (error=temporarily_unavailable)",
             },
         },
     )
@@ -291,8 +323,11 @@ def auth_router(
             logger.info("Token request refused: %s", refused.reason)
             return _oauth2_error(request, refused)
         except TooManyRequests as error:
-            logger.warning("Token request refused: too many failed logins")
+            logger.info("Token request refused: too many failed logins")
             return _throttled(request, error)
+        except _Throttled as throttled:
+            logger.info("Token request refused: the login throttle cannot count attempts")
+            return _throttled(request, throttled.error)
         response.headers.update(NO_STORE)
         return issued
 
