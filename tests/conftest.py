@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 from hypothesis import settings
+
+from tests.store_support import NO_REDIS, REDIS_URL, FakeClock
 
 settings.register_profile(
     "ci", max_examples=100, deadline=None, database=None, derandomize=True, print_blob=True
@@ -36,3 +40,30 @@ def access_records(caplog: pytest.LogCaptureFixture) -> Iterator[AccessRecords]:
     """Capture ``fastkit.access`` at INFO; call the fixture to get the records so far."""
     with caplog.at_level(logging.INFO, logger="fastkit.access"):
         yield lambda: [r for r in caplog.records if r.name == "fastkit.access"]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock for ``MemoryStore(clock=...)`` and ``RedisStore(clock=...)`` to step by hand."""
+    return FakeClock()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards.
+
+    Skips without ``FASTKIT_TEST_REDIS_URL``; with it set, an unreachable server fails the
+    test (no try/skip around the server).
+    """
+    if not REDIS_URL:
+        pytest.skip(NO_REDIS)
+    prefix = f"fastkit-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        leftovers = list(client.scan_iter(match=f"{prefix}*"))
+        if leftovers:
+            client.delete(*leftovers)
+        assert list(client.scan_iter(match=f"{prefix}*")) == []
+    finally:
+        client.close()

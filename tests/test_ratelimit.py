@@ -14,9 +14,7 @@ No ``from __future__ import annotations``: the endpoints are built inside functi
 """
 
 import logging
-import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,56 +40,20 @@ from fastkit.ratelimit import (
     parse_rate,
 )
 from fastkit.stores import MemoryStore, RedisStore, Store, Window
+from tests.store_support import DEAD_REDIS_URL, REDIS_URL, FakeClock
 
 try:
     import httpx2 as httpx
 except ImportError:  # Python 3.10: httpx2 needs 3.11+
     import httpx  # type: ignore[no-redef]
 
-REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
-NO_REDIS = "FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
-DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-START = 1_000_000.0  # the fake clock's first reading
 SECRET = "fastkit-tests-secret-0123456789abcdef"
 UNAVAILABLE = {"code": 503, "message": "Rate limit check unavailable; retry later.", "data": None}
-
-
-class FakeClock:
-    """Seconds that move only when a test moves them."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    if not REDIS_URL:
-        pytest.skip(NO_REDIS)
-    prefix = f"fastkit-test:{uuid.uuid4().hex}:"
-    yield prefix
-    # No try/skip around the server: with the URL set, an unreachable server must fail.
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        leftovers = list(client.scan_iter(match=f"{prefix}*"))
-        if leftovers:
-            client.delete(*leftovers)
-        assert list(client.scan_iter(match=f"{prefix}*")) == []
-    finally:
-        client.close()
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -23,23 +20,9 @@ import redis
 import redis.asyncio
 
 from fastkit.stores import MemoryStore, RedisStore, Store, StoreError, Window
-
-REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
-NO_REDIS = "FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
-DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-START = 1_000_000.0  # the fake clock's first reading
+from tests.store_support import DEAD_REDIS_URL, REDIS_URL, START, FakeClock
 
 pytestmark = pytest.mark.anyio  # every async test here; a no-op for the sync ones
-
-
-@dataclass
-class FakeClock:
-    """Seconds that move only when a test moves them."""
-
-    now: float = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def elapse(store: Store, clock: FakeClock, seconds: float) -> None:
@@ -57,29 +40,6 @@ async def burst(store: Store, key: str, windows: list[Window], calls: int) -> li
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    if not REDIS_URL:
-        pytest.skip(NO_REDIS)
-    prefix = f"fastkit-test:{uuid.uuid4().hex}:"
-    yield prefix
-    # No try/skip around the server: with the URL set, an unreachable server must fail.
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        leftovers = list(client.scan_iter(match=f"{prefix}*"))
-        if leftovers:
-            client.delete(*leftovers)
-        assert list(client.scan_iter(match=f"{prefix}*")) == []
-    finally:
-        client.close()
 
 
 @pytest.fixture(params=["memory", "redis"])

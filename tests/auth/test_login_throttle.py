@@ -10,10 +10,7 @@ No ``from __future__ import annotations``: see ``tests/auth/support.py``.
 """
 
 import asyncio
-import os
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -27,31 +24,14 @@ from fastkit.auth import JWTAuth, TokenClaims, TokenService, auth_router
 from fastkit.ratelimit import LoginThrottle
 from fastkit.stores import MemoryStore, RedisStore, Store
 from tests.auth.support import PASSWORDS, SECRET, AuthApp, build_app, swagger_form
+from tests.store_support import DEAD_REDIS_URL, REDIS_URL, FakeClock
 
 try:
     import httpx2 as httpx
 except ImportError:  # Python 3.10: httpx2 needs 3.11+
     import httpx  # type: ignore[no-redef]
 
-REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
-NO_REDIS = "FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
-DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 WRONG = "not-the-password"
-
-
-class FakeClock:
-    """Seconds that move only when a test moves them."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def throttled_app(clock: FakeClock, **throttle: Any) -> AuthApp:
@@ -226,24 +206,6 @@ def test_the_throttle_fails_closed_by_default() -> None:
 
 
 # --- Redis: two workers --------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    if not REDIS_URL:
-        pytest.skip(NO_REDIS)
-    prefix = f"fastkit-test:{uuid.uuid4().hex}:"
-    yield prefix
-    # No try/skip around the server: with the URL set, an unreachable server must fail.
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        leftovers = list(client.scan_iter(match=f"{prefix}*"))
-        if leftovers:
-            client.delete(*leftovers)
-        assert list(client.scan_iter(match=f"{prefix}*")) == []
-    finally:
-        client.close()
 
 
 def test_two_workers_on_redis_share_the_budget(redis_prefix: str, clock: FakeClock) -> None:

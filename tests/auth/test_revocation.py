@@ -8,10 +8,7 @@ each test opens and closes its clients in one loop (the test's, or its TestClien
 No ``from __future__ import annotations``: see ``tests/auth/support.py``.
 """
 
-import os
 import time
-import uuid
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,10 +34,8 @@ from tests.auth.support import (
     bearer,
     build_app,
 )
+from tests.store_support import DEAD_REDIS_URL, REDIS_URL
 
-REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
-NO_REDIS = "FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
-DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 UNAVAILABLE = {"code": 503, "message": "Token revocation check unavailable", "data": None}
 
 
@@ -245,24 +240,6 @@ async def test_unreachable_redis_raises_service_unavailable() -> None:
 
 
 # --- RedisRevocationStore against a real server ------------------------------------------
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    if not REDIS_URL:
-        pytest.skip(NO_REDIS)
-    prefix = f"fastkit-test:{uuid.uuid4().hex}:"
-    yield prefix
-    # No try/skip around the server: with the URL set, an unreachable server must fail.
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        leftovers = list(client.scan_iter(match=f"{prefix}*"))
-        if leftovers:
-            client.delete(*leftovers)
-        assert list(client.scan_iter(match=f"{prefix}*")) == []
-    finally:
-        client.close()
 
 
 @pytest.mark.anyio
