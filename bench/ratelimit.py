@@ -52,7 +52,7 @@ from _driver import (
     uvicorn_command,
     write_section,
 )
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from slowapi import Limiter, _rate_limit_exceeded_handler
 from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
@@ -76,10 +76,16 @@ ENV_URL, ENV_PREFIX = "FASTKIT_BENCH_REDIS_URL", "FASTKIT_BENCH_PREFIX"
 # -- the apps (uvicorn serves each as ``ratelimit:<factory>``) -------------------------
 
 
-def _fastkit_app(store: Store | None) -> FastAPI:
+async def _noop(request: Request, response: Response) -> None:
+    """A dependency that does nothing, with the limit's parameters: FastAPI's own share."""
+
+
+def _fastkit_app(store: Store | None, *, noop: bool = False) -> FastAPI:
     """``setup(app)`` and ``GET /items/{item_id}``, limited by ``RateLimit`` on ``store``."""
     app = FastAPI()
     limited = [Depends(RateLimit(RATE, store=store))] if store is not None else []
+    if noop:
+        limited = [Depends(_noop)]
 
     # No return annotation: a response model would make the endpoint dearer and hide the
     # limit's share.
@@ -131,6 +137,10 @@ def unlimited() -> FastAPI:
     return _fastkit_app(None)
 
 
+def noop_dependency() -> FastAPI:
+    return _fastkit_app(None, noop=True)
+
+
 def fastkit_memory() -> FastAPI:
     return _fastkit_app(MemoryStore())
 
@@ -157,11 +167,12 @@ class Variant:
 
     @property
     def limited(self) -> bool:
-        return self.key != "unlimited"
+        return self.key not in ("unlimited", "noop")
 
 
 VARIANTS = [
     Variant("unlimited", "(1) setup(app), no limit", unlimited, False, False),
+    Variant("noop", "(1b) a no-op dependency (request, response)", noop_dependency, False, False),
     Variant("fastkit-memory", "(2) fastkit RateLimit, MemoryStore", fastkit_memory, False, True),
     Variant("fastkit-redis", "(3) fastkit RateLimit, RedisStore", fastkit_redis, True, True),
     Variant("slowapi-redis", "(4) slowapi, Redis storage", slowapi_redis, True, False),
@@ -175,6 +186,8 @@ TARGETS = [  # (numerator, denominator, description, goal, strictly above)
 INFO = [  # ratios printed for reference, no target
     ("fastkit-redis", "unlimited", "(3)/(1) RedisStore limit vs no limit"),
     ("fastkit-memory", "slowapi-memory", "(2)/(5) fastkit MemoryStore vs slowapi memory://"),
+    ("noop", "unlimited", "(1b)/(1) FastAPI's cost of any such dependency"),
+    ("fastkit-memory", "noop", "(2)/(1b) MemoryStore limit vs a no-op dependency"),
 ]
 
 
@@ -421,7 +434,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[st
     token = f"fastkit-bench-{uuid.uuid4().hex[:12]}-"  # in every key this run writes
     client = redis.asyncio.Redis.from_url(args.redis or DEFAULT_REDIS, socket_timeout=5)
     try:
-        fastkit_variants = [v for v in variants if v.fastkit or v.key == "unlimited"]
+        fastkit_variants = [v for v in variants if v.fastkit or not v.limited]
         inproc = (
             {} if args.skip_in_process else await in_process(args, client, token, fastkit_variants)
         )
