@@ -150,7 +150,9 @@ class Services:
             if settings.register_rate_limit
             else None
         )
-        self.login_throttle = LoginThrottle(client=client, store=self.store)
+        self.login_throttle = (
+            LoginThrottle(client=client, store=self.store) if settings.login_throttle else None
+        )
         # Signed cursors: a client cannot forge one to read past the keys it was given.
         # The key is derived from the JWT secret, so it is the same in every worker too.
         cursor_secret = hashlib.sha256(b"todo-cursor:" + secret.encode()).hexdigest()

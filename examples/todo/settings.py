@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # per client address; failed logins per username and per client (auth_router's defaults).
     write_rate_limit: str | None = "60/minute;1000/hour"
     register_rate_limit: str | None = "20/minute;100/hour"
+    # Failed logins per username and per client (auth_router's LoginThrottle defaults).
+    login_throttle: bool = True
     # Proxies of yours in front of the app that append to X-Forwarded-For (0: none, and the
     # header is ignored: a client could forge it).
     trusted_proxies: int = Field(0, ge=0)

@@ -153,3 +153,15 @@ def test_an_empty_limit_turns_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
             response = client.post("/todos", json={"title": f"t{n}"}, headers=headers)
             assert response.status_code == 201
             assert "RateLimit" not in response.headers
+
+
+def test_login_throttle_false_turns_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key, value in base_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LOGIN_THROTTLE", "false")
+    with TestClient(create_app(Settings())) as client:
+        register(client, "frank")
+        for _ in range(15):
+            wrong = client.post("/auth/token", data={"username": "frank", "password": "no"})
+            assert wrong.status_code == 400
