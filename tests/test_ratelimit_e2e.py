@@ -104,7 +104,7 @@ def wait_for_workers(server: Server, workers: int) -> None:
             time.sleep(0.05)
 
 
-async def burst(base_url: str) -> Burst:
+async def burst(base_url: str, tag: str = "burst-1") -> Burst:
     """``BURST`` concurrent GETs of /limited, on connections opened beforehand (by as many
     concurrent pings), so that connecting is not part of the burst.
 
@@ -124,13 +124,31 @@ async def burst(base_url: str) -> Burst:
         ]
         pings = await asyncio.gather(*(c.get("/ping") for c in clients for _ in range(per_client)))
         assert [r.status_code for r in pings] == [200] * BURST
+        tagged = {"X-Burst": tag}  # this burst's own budget
         requests = [
-            (c, c.build_request("GET", "/limited")) for c in clients for _ in range(per_client)
+            (c, c.build_request("GET", "/limited", headers=tagged))
+            for c in clients
+            for _ in range(per_client)
         ]
         started = time.perf_counter()
         responses = await asyncio.gather(*(c.send(request) for c, request in requests))
         seconds = time.perf_counter() - started
     return Burst(list(responses), seconds)
+
+
+def fast_burst(base_url: str, attempts: int = 3) -> Burst:
+    """A burst that finished within ``MAX_BURST_SECONDS``, each try on a fresh budget.
+
+    A slower burst proves nothing either way (GCRA may rightly give a unit back), so it is
+    run again rather than judged; `assert_exactly_the_limit` fails if every try was slow.
+    """
+    result = asyncio.run(burst(base_url, "burst-1"))
+    for attempt in range(2, attempts + 1):
+        if result.seconds <= MAX_BURST_SECONDS:
+            break
+        print(f"burst took {result.seconds:.3f} s; again on a fresh budget")
+        result = asyncio.run(burst(base_url, f"burst-{attempt}"))
+    return result
 
 
 def assert_exactly_the_limit(result: Burst, server: Server) -> None:
@@ -209,7 +227,7 @@ def memory_worker(tmp_path: Path) -> Iterator[Server]:
 def test_two_workers_on_one_redis_let_exactly_the_limit_through(
     redis_workers: Server, redis_prefix: str
 ) -> None:
-    result = asyncio.run(burst(redis_workers.base_url))
+    result = fast_burst(redis_workers.base_url)
     pids = Counter(r.headers[PID_HEADER] for r in result.responses)
     passed = Counter(r.headers[PID_HEADER] for r in result.responses if r.status_code == 200)
     print(f"redis burst: {result.seconds:.3f} s, answers {dict(pids)}, 200s {dict(passed)}")
@@ -223,7 +241,7 @@ def test_two_workers_on_one_redis_let_exactly_the_limit_through(
 
 
 def test_one_worker_on_memory_lets_exactly_the_limit_through(memory_worker: Server) -> None:
-    result = asyncio.run(burst(memory_worker.base_url))
+    result = fast_burst(memory_worker.base_url)
     print(f"memory burst: {result.seconds:.3f} s")
     assert_exactly_the_limit(result, memory_worker)
     assert len({r.headers[PID_HEADER] for r in result.responses}) == 1
