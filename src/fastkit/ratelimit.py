@@ -273,6 +273,11 @@ async def _resolve(key: KeyFunc, request: Request) -> str | None:
     found = key(request)
     if type(found) is str:  # the usual answer, checked first: this runs on every request
         return found
+    return await _resolve_found(found)
+
+
+async def _resolve_found(found: Any) -> str | None:
+    """A key function's answer that is not a plain str: awaited, None, or a mistake."""
     if inspect.isawaitable(found):
         found = await found
     if found is not None and not isinstance(found, str):
@@ -395,6 +400,7 @@ class RateLimit:
         )
         self._gcra = self.store.gcra  # bound once: called on every request
         self._warned_clash = False
+        self._route_prefixes: dict[tuple[int, str], tuple[Any, str]] = {}
         self._last_error_log = -math.inf
         self._errors_unlogged = 0
         self.openapi_responses = self._openapi_responses()
@@ -405,10 +411,25 @@ class RateLimit:
     def _bucket(self, request: Request, key: str) -> str:
         if not self.per_route:
             return f"{self.name}:{key}"
-        path = route_template(request.scope) or "*"
+        scope = request.scope
+        # FastAPI keeps one effective-route object per route: the bucket prefix is worked
+        # out once for it and the method (by id, checked by identity: it is unhashable).
+        context = scope.get("fastapi", {}).get("effective_route_context")
+        if context is None:
+            return self._route_prefix(scope) + key
+        slot = (id(context), scope["method"])
+        cached = self._route_prefixes.get(slot)
+        if cached is None or cached[0] is not context:
+            if len(self._route_prefixes) > 4096:  # routes rebuilt many times: start over
+                self._route_prefixes.clear()
+            cached = self._route_prefixes[slot] = (context, self._route_prefix(scope))
+        return cached[1] + key
+
+    def _route_prefix(self, scope: Scope) -> str:
+        path = route_template(scope) or "*"
         if len(path) > 1 and path[-1] == "/":
             path = path[:-1]  # /items and /items/ (OptionalSlashRouter's twin) are one route
-        return f"{self.name}:{request.method} {path}:{key}"
+        return f"{self.name}:{scope['method']} {path}:"
 
     def header_fields(self, result: GCRAResult) -> dict[str, str]:
         """The ``ratelimit-policy`` and ``ratelimit`` fields for ``result``.
@@ -463,29 +484,39 @@ class RateLimit:
             return None
         fields = self.header_fields(result) if self.headers else {}
         if not result.allowed:
-            seconds = max(1, _whole(result.retry_after))
-            # Earlier limits' fields go out too: with fastkit's middleware they are pending
-            # there; without it, this limit's items join theirs (the error's headers win).
-            sent = dict(request.scope.get(_SENT_FIELDS) or {})
-            _merge_fields(sent, fields)
-            raise _refusal(
-                request,
-                TooManyRequests(
-                    RATE_LIMITED.format(seconds=seconds),
-                    headers={**sent, "Retry-After": str(seconds)},
-                ),
-            )
+            raise self._too_many(request, result, fields)
         return fields
 
     async def __call__(self, request: Request, response: Response) -> None:
-        """The dependency: checks the limit and puts its fields on the answer."""
-        fields = await self.check(request)
-        if not fields:
+        """The dependency: checks the limit and puts its fields on the answer.
+
+        `check` inlined (this runs on every request of a limited route).
+        """
+        key = self.key(request)
+        if type(key) is not str:
+            key = await _resolve_found(key)
+            if key is None:
+                return
+        try:
+            result = await self._gcra(self._bucket(request, key), self.windows, self.cost)
+        except StoreError as error:
+            self._log_store_error(error)
+            if self.on_error == "deny":
+                raise _refusal(request, ServiceUnavailable(UNAVAILABLE)) from error
             return
+        if not self.headers:
+            if not result.allowed:
+                raise self._too_many(request, result, {})
+            return
+        fields = self.header_fields(result)
+        if not result.allowed:
+            raise self._too_many(request, result, fields)
         scope = request.scope
-        earlier = (scope.get(RESPONSE_HEADERS) or scope.get(_SENT_FIELDS) or {}).get(
-            "ratelimit-policy"
-        )
+        pending = scope.get(RESPONSE_HEADERS)
+        if pending is not None and "ratelimit-policy" not in pending:
+            pending.update(fields)  # the usual case: the first limit of this request
+            return
+        earlier = (pending or scope.get(_SENT_FIELDS) or {}).get("ratelimit-policy")
         if earlier and not self._warned_clash and f"{self._items[0]};" in earlier:
             self._warned_clash = True
             logger.warning(
@@ -501,8 +532,23 @@ class RateLimit:
         # the answers it serializes, and the error handlers on errors.
         _merge_fields(response.headers, fields)
         sent = {name: response.headers[name] for name in fields}
-        request.scope[_SENT_FIELDS] = sent
+        scope[_SENT_FIELDS] = sent
         add_error_headers(request, sent)
+
+    def _too_many(self, request: Request, result: GCRAResult, fields: dict[str, str]) -> Exception:
+        """The 429 for a refused ``result``, with earlier limits' fields when they need us."""
+        seconds = max(1, _whole(result.retry_after))
+        # Earlier limits' fields go out too: with fastkit's middleware they are pending
+        # there; without it, this limit's items join theirs (the error's headers win).
+        sent = dict(request.scope.get(_SENT_FIELDS) or {})
+        _merge_fields(sent, fields)
+        return _refusal(
+            request,
+            TooManyRequests(
+                RATE_LIMITED.format(seconds=seconds),
+                headers={**sent, "Retry-After": str(seconds)},
+            ),
+        )
 
     def _log_store_error(self, error: StoreError) -> None:
         now = time.monotonic()

@@ -460,6 +460,8 @@ class MemoryStore:
                 state = None  # expired: as if absent (the write below replaces it)
             elif not isinstance(state, dict):
                 raise StoreError(f"The value at {key!r} is bytes, not rate-limit state.")
+        if len(windows) == 1:  # most limits: the step inlined, no lists
+            return self._gcra_one(key, state, now, windows[0], cost)
         if state is None:
             stored: list[State | None] = [None] * len(windows)
             state = {}
@@ -484,6 +486,39 @@ class MemoryStore:
             del self._data[key]
             self._expires.pop(key, None)
         return result
+
+    def _gcra_one(
+        self, key: str, state: dict[str, State] | None, now: float, window: Window, cost: int
+    ) -> GCRAResult:
+        """`gcra` for one window: `_gcra_one` (the module's) and the write, in one place."""
+        field = window.field
+        previous = None if state is None else state.get(field)
+        result, ((when, debt),) = _gcra_one(previous, now, window, cost)
+        if not result.allowed:
+            return result
+        if state is None:
+            state = {}
+        elif len(state) > 1 or field not in state:  # other windows' state: latest deadline
+            state[field] = (when, debt)
+            deadline = max(w + d for w, d in state.values())
+            if debt <= 0.0:
+                del state[field]
+            if state and deadline > now:
+                self._write(key, state, deadline)
+            else:
+                self._drop(key)
+            return result
+        if debt > 0.0:
+            state[field] = (when, debt)
+            self._write(key, state, when + debt)
+        else:
+            self._drop(key)  # a full window needs no state
+        return result
+
+    def _drop(self, key: str) -> None:
+        if key in self._data:
+            del self._data[key]
+            self._expires.pop(key, None)
 
     async def aclose(self) -> None:
         return None
