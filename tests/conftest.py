@@ -58,9 +58,10 @@ def redis_prefix() -> Iterator[str]:
     if not REDIS_URL:
         pytest.skip(NO_REDIS)
     prefix = f"fastkit-test:{uuid.uuid4().hex}:"
-    yield prefix
     client = redis.Redis.from_url(REDIS_URL)
     try:
+        client.ping()  # before the test: an unreachable server fails here, not later
+        yield prefix
         leftovers = list(client.scan_iter(match=f"{prefix}*"))
         if leftovers:
             client.delete(*leftovers)

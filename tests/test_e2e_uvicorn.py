@@ -6,11 +6,10 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from tests import uvicorn_support
 from tests.uvicorn_support import free_port, uvicorn_process
 
 try:
@@ -23,14 +22,7 @@ STARTUP_TIMEOUT = 15.0
 LOG_TIMEOUT = 5.0
 
 
-@dataclass
-class Server:
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
+class Server(uvicorn_support.Server):
     def wait_for_log(self, text: str) -> str:
         """The server output once it contains ``text``; lines are written after responding."""
         deadline = time.monotonic() + LOG_TIMEOUT

@@ -26,7 +26,6 @@ import contextlib
 import os
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.uvicorn_support import free_port, uvicorn_process
+from tests.uvicorn_support import Server, free_port, uvicorn_process
 
 try:
     import httpx2 as httpx
@@ -53,15 +52,6 @@ MAX_BURST_SECONDS = 1.0  # below the 1.2 s in which GCRA gives one unit back
 STARTUP_TIMEOUT = 20.0
 REMAINING = re.compile(r'"default-60s";r=(\d+);t=\d+')
 POLICY = '"default-60s";q=50;w=60'
-
-
-@dataclass
-class Server:
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @dataclass
@@ -187,25 +177,6 @@ def assert_exactly_the_limit(result: Burst, server: Server) -> None:
         found = REMAINING.fullmatch(response.headers["ratelimit"])
         assert found, response.headers["ratelimit"]
         assert found.group(1) == "0"
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    if not REDIS_URL:
-        pytest.skip(NO_REDIS)
-    prefix = f"fastkit-test:{uuid.uuid4().hex}:"
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        # No try/skip around the server: with the URL set, an unreachable server must fail.
-        client.ping()
-        yield prefix
-        leftovers = list(client.scan_iter(match=f"{prefix}*"))
-        if leftovers:
-            client.delete(*leftovers)
-        assert list(client.scan_iter(match=f"{prefix}*")) == []
-    finally:
-        client.close()
 
 
 @pytest.fixture

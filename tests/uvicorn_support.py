@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ except ImportError:  # Python 3.10: httpx2 needs 3.11+
     import httpx  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    """A running uvicorn: where it answers and where its output goes."""
+
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def free_port() -> int:

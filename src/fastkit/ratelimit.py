@@ -68,6 +68,7 @@ KeyFunc = Callable[[Request], "Awaitable[str | None] | str | None"]
 OnError = Literal["allow", "deny"]
 
 RATE_LIMITED = "Too many requests; retry after {seconds} s."
+FAILED_LOGINS = "Too many failed logins; retry after {seconds} s."
 UNAVAILABLE = "Rate limit check unavailable; retry later."
 
 
@@ -537,18 +538,11 @@ class RateLimit:
 
     def _too_many(self, request: Request, result: GCRAResult, fields: dict[str, str]) -> Exception:
         """The 429 for a refused ``result``, with earlier limits' fields when they need us."""
-        seconds = max(1, _whole(result.retry_after))
         # Earlier limits' fields go out too: with fastkit's middleware they are pending
         # there; without it, this limit's items join theirs (the error's headers win).
         sent = dict(request.scope.get(_SENT_FIELDS) or {})
         _merge_fields(sent, fields)
-        return _refusal(
-            request,
-            TooManyRequests(
-                RATE_LIMITED.format(seconds=seconds),
-                headers={**sent, "Retry-After": str(seconds)},
-            ),
-        )
+        return _refusal(request, _rate_limited(result, sent))
 
     def _log_store_error(self, error: StoreError) -> None:
         now = time.monotonic()
@@ -590,6 +584,17 @@ class RateLimit:
         if self.on_error == "deny":
             responses[503] = {"description": "Rate limit store unavailable; retry later"}
         return responses
+
+
+def _rate_limited(
+    result: GCRAResult, fields: Mapping[str, str], *, message: str = RATE_LIMITED
+) -> TooManyRequests:
+    """The 429 for a refused ``result``: ``Retry-After`` (whole seconds, at least 1) beside
+    ``fields``, and ``message`` saying how long to wait."""
+    seconds = max(1, _whole(result.retry_after))
+    return TooManyRequests(
+        message.format(seconds=seconds), headers={**fields, "Retry-After": str(seconds)}
+    )
 
 
 def _whole(seconds: float) -> int:
@@ -658,11 +663,7 @@ class RateLimitMiddleware:
                 if result is not None:
                     fields = limit.header_fields(result) if limit.headers else None
                     if not result.allowed:
-                        seconds = max(1, _whole(result.retry_after))
-                        raise TooManyRequests(
-                            RATE_LIMITED.format(seconds=seconds),
-                            headers={**(fields or {}), "Retry-After": str(seconds)},
-                        )
+                        raise _rate_limited(result, fields or {})
         except (TooManyRequests, ServiceUnavailable) as refused:
             await render_error(request, refused)(scope, receive, send)
             return
@@ -771,11 +772,7 @@ class LoginThrottle:
                 continue
             if not result.allowed:
                 await self.succeeded(taken)  # this attempt did not happen
-                seconds = max(1, _whole(result.retry_after))
-                raise TooManyRequests(
-                    f"Too many failed logins; retry after {seconds} s.",
-                    headers={"Retry-After": str(seconds)},
-                )
+                raise _rate_limited(result, {}, message=FAILED_LOGINS)
             taken.append((limit, key))
         return taken
 

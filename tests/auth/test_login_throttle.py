@@ -172,18 +172,24 @@ def test_token_endpoint_documents_429() -> None:
     assert "temporarily_unavailable" in operation["responses"]["503"]["description"]
 
 
-@pytest.mark.parametrize(
-    ("on_error", "status"), [("allow", 200), ("deny", 503)], ids=["allow", "deny"]
-)
-def test_throttle_store_outage(on_error: str, status: int) -> None:
+def login_on_a_dead_store(**throttle: Any) -> tuple[Any, AuthApp]:
+    """Alice's right password, with the throttle's Redis down; the answer and the app."""
     dead = RedisStore(DEAD_REDIS_URL, timeout=0.2)
-    kit = build_app(login_throttle=LoginThrottle(store=dead, on_error=on_error))  # type: ignore[arg-type]
+    kit = build_app(login_throttle=LoginThrottle(store=dead, **throttle))
     with TestClient(kit.app) as client:
         try:
             response = post_login(client, "alice", PASSWORDS["alice"])
         finally:
             assert client.portal is not None
             client.portal.call(dead.aclose)
+    return response, kit
+
+
+@pytest.mark.parametrize(
+    ("on_error", "status"), [("allow", 200), ("deny", 503)], ids=["allow", "deny"]
+)
+def test_throttle_store_outage(on_error: str, status: int) -> None:
+    response, _ = login_on_a_dead_store(on_error=on_error)
     assert response.status_code == status, response.text
     if status == 503:  # an OAuth2 error the clients raise on, and never cached
         assert response.json()["error"] == "temporarily_unavailable"
@@ -193,14 +199,7 @@ def test_throttle_store_outage(on_error: str, status: int) -> None:
 def test_the_throttle_fails_closed_by_default() -> None:
     # Revocation checks fail closed; so does counting guesses: an outage must not open
     # the door to unthrottled password guessing.
-    dead = RedisStore(DEAD_REDIS_URL, timeout=0.2)
-    kit = build_app(login_throttle=LoginThrottle(store=dead))
-    with TestClient(kit.app) as client:
-        try:
-            response = post_login(client, "alice", PASSWORDS["alice"])
-        finally:
-            assert client.portal is not None
-            client.portal.call(dead.aclose)
+    response, kit = login_on_a_dead_store()
     assert response.status_code == 503
     assert authenticate_calls(kit) == 0  # no password was checked
 

@@ -11,12 +11,12 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import uvicorn_support
 from tests.examples.todo_support import (
     NO_POSTGRES,
     NO_REDIS,
@@ -36,14 +36,7 @@ STARTUP_TIMEOUT = 20.0
 LOG_TIMEOUT = 5.0
 
 
-@dataclass
-class Server:
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
+class Server(uvicorn_support.Server):
     def wait_for_log(self, pattern: str) -> re.Match[str]:
         deadline = time.monotonic() + LOG_TIMEOUT
         while (match := re.search(pattern, self.log())) is None:

@@ -170,8 +170,12 @@ def document_error_responses(app: FastAPI, style: str) -> None:
     """
     original = app.openapi
 
+    documented: list[dict[str, Any]] = []  # the schema last documented (FastAPI caches it)
+
     def openapi() -> dict[str, Any]:
         schema = original()
+        if documented and documented[0] is schema:
+            return schema  # already done: no walk over the routes per /openapi.json
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
         if "HTTPValidationError" in schemas:
@@ -183,6 +187,7 @@ def document_error_responses(app: FastAPI, style: str) -> None:
             for method, operation in path_item.items():
                 if method in _HTTP_METHODS and isinstance(operation, dict):
                     _document_errors(operation, style, declared.get((path, method), {}))
+        documented[:] = [schema]
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
