@@ -195,11 +195,20 @@ def client_ip(*, trusted_proxies: int = 0, ipv6_prefix: int = 64) -> Callable[[R
     if not 1 <= ipv6_prefix <= 128:
         raise ValueError(f"ipv6_prefix must be between 1 and 128, got {ipv6_prefix}.")
 
+    known: dict[str, str] = {}  # host -> key: one per client, not one per request
+
     def peer(request: Request) -> str:
         client = request.scope.get("client")
         if not client:
             return "ip:unknown"
-        return _ip_key(str(client[0]), ipv6_prefix) or "ip:" + str(client[0])[:64]
+        host = client[0]
+        found = known.get(host)
+        if found is None:
+            found = _ip_key(str(host), ipv6_prefix) or "ip:" + str(host)[:64]
+            if len(known) >= 4096:  # a flood of addresses: start over
+                known.clear()
+            known[host] = found
+        return found
 
     if trusted_proxies == 0:
         return peer
@@ -400,6 +409,10 @@ class RateLimit:
             for item, w in zip(self._items, self.windows, strict=True)
         )
         self._gcra = self.store.gcra  # bound once: called on every request
+        # A memory store's step needs no await (no coroutine made per request).
+        self._gcra_now = self.store.gcra_now if isinstance(self.store, MemoryStore) else None
+        self._one = len(self.windows) == 1
+        self._shared_prefix = f"{name}:"
         self._warned_clash = False
         self._route_prefixes: dict[tuple[int, str], tuple[Any, str]] = {}
         self._last_error_log = -math.inf
@@ -411,19 +424,20 @@ class RateLimit:
 
     def _bucket(self, request: Request, key: str) -> str:
         if not self.per_route:
-            return f"{self.name}:{key}"
+            return self._shared_prefix + key
         scope = request.scope
-        # FastAPI keeps one effective-route object per route: the bucket prefix is worked
-        # out once for it and the method (by id, checked by identity: it is unhashable).
-        context = scope.get("fastapi", {}).get("effective_route_context")
-        if context is None:
+        # The bucket prefix is worked out once per route object and method: FastAPI's
+        # effective route (an included router's route, with its prefixes) or the matched
+        # route, by id and checked by identity (routes are unhashable).
+        route = _route_object(scope)
+        if route is None:
             return self._route_prefix(scope) + key
-        slot = (id(context), scope["method"])
+        slot = (id(route), scope["method"])
         cached = self._route_prefixes.get(slot)
-        if cached is None or cached[0] is not context:
+        if cached is None or cached[0] is not route:
             if len(self._route_prefixes) > 4096:  # routes rebuilt many times: start over
                 self._route_prefixes.clear()
-            cached = self._route_prefixes[slot] = (context, self._route_prefix(scope))
+            cached = self._route_prefixes[slot] = (route, self._route_prefix(scope))
         return cached[1] + key
 
     def _route_prefix(self, scope: Scope) -> str:
@@ -491,15 +505,30 @@ class RateLimit:
     async def __call__(self, request: Request, response: Response) -> None:
         """The dependency: checks the limit and puts its fields on the answer.
 
-        `check` inlined (this runs on every request of a limited route).
+        `check` inlined, with the bucket and the fields of one window worked out in place
+        (this runs on every request of a limited route, and each call costs).
         """
         key = self.key(request)
         if type(key) is not str:
             key = await _resolve_found(key)
             if key is None:
                 return
+        scope = request.scope
+        if self.per_route:
+            route = _route_object(scope)  # the route's bucket prefix, known (see _bucket)
+            cached = self._route_prefixes.get((id(route), scope["method"]))
+            if cached is not None and cached[0] is route:
+                bucket = cached[1] + key
+            else:
+                bucket = self._bucket(request, key)
+        else:
+            bucket = self._shared_prefix + key
         try:
-            result = await self._gcra(self._bucket(request, key), self.windows, self.cost)
+            gcra_now = self._gcra_now
+            if gcra_now is not None:
+                result = gcra_now(bucket, self.windows, self.cost)
+            else:
+                result = await self._gcra(bucket, self.windows, self.cost)
         except StoreError as error:
             self._log_store_error(error)
             if self.on_error == "deny":
@@ -509,10 +538,15 @@ class RateLimit:
             if not result.allowed:
                 raise self._too_many(request, result, {})
             return
-        fields = self.header_fields(result)
-        if not result.allowed:
+        allowed, remaining, reset, _ = result
+        if self._one:
+            wait = reset[0]
+            state = f"{self._items[0]};r={remaining[0]};t={math.ceil(wait - 1e-9)}"
+            fields = {"ratelimit-policy": self._policy, "ratelimit": state}
+        else:
+            fields = self.header_fields(result)
+        if not allowed:
             raise self._too_many(request, result, fields)
-        scope = request.scope
         pending = scope.get(RESPONSE_HEADERS)
         if pending is not None and "ratelimit-policy" not in pending:
             pending.update(fields)  # the usual case: the first limit of this request
@@ -595,6 +629,20 @@ def _rate_limited(
     return TooManyRequests(
         message.format(seconds=seconds), headers={**fields, "Retry-After": str(seconds)}
     )
+
+
+def _route_object(scope: Scope) -> Any:
+    """The object that stands for the matched route (None before routing).
+
+    FastAPI's effective route context where it keeps one (a route of an included router,
+    resolved with its prefixes), else the route itself.
+    """
+    fastapi_scope = scope.get("fastapi")
+    if fastapi_scope:
+        context = fastapi_scope.get("effective_route_context")
+        if context is not None:
+            return context
+    return scope.get("route")
 
 
 def _whole(seconds: float) -> int:
