@@ -23,6 +23,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -319,10 +320,27 @@ class Server:
             sys.exit(f"{self.variant.label} server: {error!r}; its log:\n{log}")
 
 
-def start_server(variant: Variant, log: IO[bytes], url: str, prefix: str) -> Server:
-    """``variant``'s app in a uvicorn worker of its own; stop it with `stop_process`."""
+def cores() -> tuple[set[int], set[int]] | None:
+    """(the load generator's CPUs, the servers' CPUs), or None with fewer than two CPUs.
+
+    Pinned apart, the client and the server under test never take turns on one core.
+    """
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(available) < 2:
+        return None
+    half = len(available) // 2
+    return set(available[:half]), set(available[half:])
+
+
+def start_server(
+    variant: Variant, log: IO[bytes], url: str, prefix: str, cpus: set[int] | None = None
+) -> Server:
+    """``variant``'s app in a uvicorn worker of its own (on ``cpus``); stop it with
+    `stop_process`."""
     port, env = free_port(), {**os.environ, ENV_URL: url, ENV_PREFIX: prefix}
     command = uvicorn_command(f"ratelimit:{variant.factory.__name__}", port)
+    if cpus is not None:
+        command = ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus))), *command]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     return Server(variant, port, process, log)
 
@@ -394,13 +412,19 @@ async def end_to_end(
     args: argparse.Namespace, client: Any, token: str, variants: list[Variant]
 ) -> dict[str, list[float]]:
     """Each variant in its own uvicorn worker, loaded in turn; req/s per round."""
+    pinned = None if args.no_pin or shutil.which("taskset") is None else cores()
     with contextlib.ExitStack() as stack:
+        if pinned is not None:
+            before = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, pinned[0])
+            stack.callback(os.sched_setaffinity, 0, before)
         servers: dict[str, Server] = {}
         prefixes: dict[str, str | None] = {}
         for v in variants:  # start them all, then wait: the imports overlap
             prefixes[v.key] = f"{token}server-{v.key}:" if v.redis else None
             log = stack.enter_context(tempfile.TemporaryFile())
-            servers[v.key] = start_server(v, log, args.redis, prefixes[v.key] or token)
+            cpus = None if pinned is None else pinned[1]
+            servers[v.key] = start_server(v, log, args.redis, prefixes[v.key] or token, cpus)
             stack.callback(stop_process, servers[v.key].process)
         for key, server in servers.items():
             await check_server(server, client, prefixes[key])
@@ -479,6 +503,7 @@ def render(
         if args.clock == "cpu"
         else "wall clock"
     )
+    pinning = "" if args.no_pin else " (pinned to one CPU, the client to the other)"
     md = [
         "## fastkit RateLimit vs no limit vs slowapi",
         "",
@@ -487,7 +512,7 @@ def render(
         f"`GET {PATH}` on `fastkit.setup(FastAPI())`, "
         f"unlimited or limited to `{RATE}` (never reached, so every request takes the key, "
         "the GCRA step and the header fields), keyed by client address. *End to end*: each "
-        f"app in its own uvicorn worker, loaded in turn by {args.connections} keep-alive "
+        f"app in its own uvicorn worker{pinning}, loaded in turn by {args.connections} keep-alive "
         f"connections of a raw asyncio HTTP/1.1 client for {args.duration:g} s, "
         f"{args.rounds} interleaved rounds, the order rotating. *In-process*: "
         f"`_driver.drive`, {args.requests} sequential requests per variant and round, "
@@ -562,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         help="Redis URL (default: $FASTKIT_TEST_REDIS_URL, else %(default)s)",
     )
     parser.add_argument("--no-redis", action="store_true", help="leave the Redis variants out")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the client and the servers share every CPU"
+    )
     parser.add_argument("--skip-in-process", action="store_true", help="end to end only")
     parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
     args = parser.parse_args(argv)
