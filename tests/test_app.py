@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit import get_request_id, setup
 from fastkit.errors import UnhandledErrorMiddleware
-from fastkit.middleware import ObservabilityMiddleware, TimingMiddleware
+from fastkit.middleware import BodyLimitMiddleware, ObservabilityMiddleware, TimingMiddleware
 
 AccessRecords = Callable[[], list[logging.LogRecord]]  # the conftest fixture
 
@@ -52,6 +52,9 @@ def client_for(app: FastAPI, base_url: str = "http://testserver") -> TestClient:
     return TestClient(app, base_url=base_url, raise_server_exceptions=False)
 
 
+DEFAULT_LAYERS = [ObservabilityMiddleware, BodyLimitMiddleware, UnhandledErrorMiddleware]
+
+
 def middleware_classes(app: FastAPI) -> list[Any]:
     return [m.cls for m in app.user_middleware]
 
@@ -62,7 +65,7 @@ def middleware_classes(app: FastAPI) -> list[Any]:
 def test_defaults_add_request_id_timing_and_access_log(access_records: AccessRecords) -> None:
     app = FastAPI()
     assert setup(app) is app
-    assert middleware_classes(app) == [ObservabilityMiddleware, UnhandledErrorMiddleware]
+    assert middleware_classes(app) == DEFAULT_LAYERS
     response = client_for(add_routes(app)).get("/ok")
     assert response.status_code == 200
     request_id = response.headers["x-request-id"]
@@ -133,10 +136,28 @@ def test_500_carries_every_middleware_header_and_is_logged_once(
     assert errors[0].exc_info is not None
 
 
+def test_by_default_the_observability_layer_answers_errors_through_the_body_limit() -> None:
+    """The body limit lets other errors pass and adds no header, so the responder for
+    unhandled exceptions is taken out from under it: one layer less per request."""
+    app = add_routes(setup(FastAPI()))
+    stack: Any = app.build_middleware_stack()
+    layers = []
+    while hasattr(stack, "app"):
+        layers.append(type(stack))
+        stack = stack.app
+    assert UnhandledErrorMiddleware not in layers
+    at = layers.index(ObservabilityMiddleware)
+    assert layers[at + 1] is BodyLimitMiddleware
+    response = client_for(app).get("/boom")
+    assert response.status_code == 500
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
 def test_user_middleware_order_with_cors() -> None:
     app = setup(FastAPI(), cors_origins=[ORIGIN])
     assert middleware_classes(app) == [
         ObservabilityMiddleware,  # request id, access log, timing: one layer
+        BodyLimitMiddleware,
         CORSMiddleware,
         UnhandledErrorMiddleware,
     ]
@@ -152,6 +173,7 @@ def test_user_middleware_order_with_every_option() -> None:
     )
     assert middleware_classes(app) == [
         ObservabilityMiddleware,
+        BodyLimitMiddleware,
         TrustedHostMiddleware,
         HTTPSRedirectMiddleware,
         CORSMiddleware,
@@ -273,6 +295,7 @@ def test_middleware_added_before_setup_runs_inside() -> None:
     setup(app)
     assert middleware_classes(app) == [
         ObservabilityMiddleware,
+        BodyLimitMiddleware,
         RecordRequestId,
         UnhandledErrorMiddleware,
     ]
@@ -307,6 +330,7 @@ def test_timing_covers_the_middleware_below_it() -> None:
     setup(inside, gzip_min_size=0, timing=False)
     assert middleware_classes(inside) == [
         ObservabilityMiddleware,
+        BodyLimitMiddleware,
         GZipMiddleware,
         TimingMiddleware,
         UnhandledErrorMiddleware,
@@ -329,7 +353,7 @@ def test_timing_covers_the_middleware_below_it() -> None:
 def test_one_part_of_the_layer_off(off: str, access_records: AccessRecords) -> None:
     client = client_for(build_app(**{off: False}))
     response = client.get("/ok", headers={"X-Request-ID": "req-42"})
-    assert middleware_classes(client.app) == [ObservabilityMiddleware, UnhandledErrorMiddleware]  # type: ignore[arg-type]
+    assert middleware_classes(client.app) == DEFAULT_LAYERS  # type: ignore[arg-type]
     has_id = off != "request_id"
     assert (response.headers.get("x-request-id") == "req-42") is has_id
     assert ("x-request-id" in response.headers) is has_id
@@ -343,7 +367,7 @@ def test_one_part_of_the_layer_off(off: str, access_records: AccessRecords) -> N
 
 def test_the_whole_layer_off() -> None:
     app = build_app(request_id=False, access_log=False, timing=False)
-    assert middleware_classes(app) == [UnhandledErrorMiddleware]
+    assert middleware_classes(app) == [BodyLimitMiddleware, UnhandledErrorMiddleware]
     response = client_for(app).get("/ok", headers={"X-Request-ID": "req-42"})
     assert not {"x-request-id", "x-process-time", "server-timing"} & set(response.headers)
 

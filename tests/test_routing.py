@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from fastkit import EnvelopeRoute, OptionalSlashRouter, install_exception_handlers
-from fastkit.routing import api_routes, route_template
+from fastkit.routing import api_routes, matched_route, route_template
 
 
 class Item(BaseModel):
@@ -212,3 +212,26 @@ def test_api_routes_lists_included_routes_with_their_prefixes_and_dependencies()
     assert route.path_format == "/v2/things/{thing_id}"
     assert route.methods == {"GET"}
     assert marker in [dependency.call for dependency in route.dependant.dependencies]
+
+
+def test_matched_route_is_one_object_per_route_across_requests() -> None:
+    """What the body limit and rate limits key their per-route work by: the same object
+    on every request of a route (included routers' too), another for another route."""
+    seen: list[Any] = []
+
+    def record(request: Request) -> dict[str, str | None]:
+        seen.append(matched_route(request.scope))
+        return {"template": route_template(request.scope)}
+
+    app = FastAPI()
+    router = APIRouter(prefix="/things")
+    router.get("/{thing_id}")(record)
+    app.include_router(router)
+    app.get("/top/{item_id}")(record)
+    with TestClient(app) as client:
+        for path in ("/things/1", "/things/2", "/top/1", "/top/2"):
+            client.get(path)
+    assert seen[0] is seen[1] and seen[2] is seen[3]
+    assert seen[0] is not seen[2]
+    assert seen[0].path_format == "/things/{thing_id}"
+    assert matched_route({"type": "http", "path": "/x"}) is None

@@ -11,6 +11,7 @@ from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fastkit.errors import ErrorStyle, install_exception_handlers
+from fastkit.middleware.body_limit import DEFAULT_MAX_BODY_SIZE, BodyLimitMiddleware, check_size
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
 from fastkit.middleware.observability import ObservabilityMiddleware
 from fastkit.ratelimit import RateLimit, RateLimitMiddleware
@@ -53,6 +54,7 @@ def setup(
     gzip_min_size: int | None = None,
     rate_limit: RateLimit | None = None,
     rate_limit_exempt: Sequence[str] = (),
+    max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
 ) -> FastAPI:
     """Install fastkit's exception handlers and middleware on ``app``.
 
@@ -62,13 +64,15 @@ def setup(
     1. `ObservabilityMiddleware` (``request_id``, ``access_log``, ``timing``): what
        `RequestIDMiddleware`, `AccessLogMiddleware` and `TimingMiddleware` do, in that
        order, as one layer; it sees everything below, rejections included
-    2. Starlette ``TrustedHostMiddleware`` (``trusted_hosts``)
-    3. Starlette ``HTTPSRedirectMiddleware`` (``https_redirect``)
-    4. Starlette ``CORSMiddleware`` via `add_cors` (``cors_origins``/``cors_origin_regex``)
-    5. `RateLimitMiddleware` (``rate_limit``): inside CORS, so that browsers can read its
+    2. `BodyLimitMiddleware` (``max_body_size``): counts request bodies as they are read;
+       its 413s come from the error handlers, in the app's style
+    3. Starlette ``TrustedHostMiddleware`` (``trusted_hosts``)
+    4. Starlette ``HTTPSRedirectMiddleware`` (``https_redirect``)
+    5. Starlette ``CORSMiddleware`` via `add_cors` (``cors_origins``/``cors_origin_regex``)
+    6. `RateLimitMiddleware` (``rate_limit``): inside CORS, so that browsers can read its
        429s and preflight requests do not count
-    6. Starlette ``GZipMiddleware`` (``gzip_min_size``)
-    7. `UnhandledErrorMiddleware`, from `install_exception_handlers` (``errors``), so
+    7. Starlette ``GZipMiddleware`` (``gzip_min_size``)
+    8. `UnhandledErrorMiddleware`, from `install_exception_handlers` (``errors``), so
        500s pass through all of the above and carry their headers.
 
     Middleware you add afterwards with ``app.add_middleware`` wrap outside all of these.
@@ -92,6 +96,8 @@ def setup(
         rate_limit: A `RateLimit` for every HTTP request, ahead of routing (a global
             budget per client); None for none. Limits per route are dependencies.
         rate_limit_exempt: Paths the global limit leaves alone (``/health``...).
+        max_body_size: Bytes a request body may have (1 MiB by default; routes say
+            otherwise with `BodyLimit`); None for no limit. Larger bodies get 413.
 
     Returns:
         The same ``app``, for chaining.
@@ -113,6 +119,8 @@ def setup(
         _check_trusted_hosts(trusted_hosts)
     if rate_limit is not None and not isinstance(rate_limit, RateLimit):
         raise TypeError("setup(rate_limit=...) takes a RateLimit('100/second', ...).")
+    if max_body_size is not None:
+        check_size(max_body_size, "max_body_size")
     if gzip_min_size is not None and gzip_min_size < 0:
         raise ValueError(f"gzip_min_size must be >= 0 bytes, got {gzip_min_size}.")
     cors = None
@@ -141,6 +149,8 @@ def setup(
         app.add_middleware(HTTPSRedirectMiddleware)
     if trusted_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts))
+    if max_body_size is not None:
+        app.add_middleware(BodyLimitMiddleware, max_body_size=max_body_size)
     if request_id or access_log or timing:
         app.add_middleware(
             ObservabilityMiddleware, request_id=request_id, access_log=access_log, timing=timing

@@ -44,7 +44,7 @@ from fastkit.errors import (
     render_error,
 )
 from fastkit.request_context import RESPONSE_HEADERS, add_response_headers
-from fastkit.routing import route_template
+from fastkit.routing import matched_route, route_template
 from fastkit.stores import GCRAResult, MemoryStore, Store, StoreError, Window
 
 if TYPE_CHECKING:
@@ -429,7 +429,7 @@ class RateLimit:
         # The bucket prefix is worked out once per route object and method: FastAPI's
         # effective route (an included router's route, with its prefixes) or the matched
         # route, by id and checked by identity (routes are unhashable).
-        route = _route_object(scope)
+        route = matched_route(scope)
         if route is None:
             return self._route_prefix(scope) + key
         slot = (id(route), scope["method"])
@@ -515,7 +515,7 @@ class RateLimit:
                 return
         scope = request.scope
         if self.per_route:
-            route = _route_object(scope)  # the route's bucket prefix, known (see _bucket)
+            route = matched_route(scope)  # the route's bucket prefix, known (see _bucket)
             cached = self._route_prefixes.get((id(route), scope["method"]))
             if cached is not None and cached[0] is route:
                 bucket = cached[1] + key
@@ -629,20 +629,6 @@ def _rate_limited(
     return TooManyRequests(
         message.format(seconds=seconds), headers={**fields, "Retry-After": str(seconds)}
     )
-
-
-def _route_object(scope: Scope) -> Any:
-    """The object that stands for the matched route (None before routing).
-
-    FastAPI's effective route context where it keeps one (a route of an included router,
-    resolved with its prefixes), else the route itself.
-    """
-    fastapi_scope = scope.get("fastapi")
-    if fastapi_scope:
-        context = fastapi_scope.get("effective_route_context")
-        if context is not None:
-            return context
-    return scope.get("route")
 
 
 def _whole(seconds: float) -> int:

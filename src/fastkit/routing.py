@@ -9,7 +9,7 @@ import fastapi.routing
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-__all__ = ["OptionalSlashRouter", "api_routes", "route_template"]
+__all__ = ["OptionalSlashRouter", "api_routes", "matched_route", "route_template"]
 
 
 class OptionalSlashRouter(APIRouter):
@@ -62,6 +62,22 @@ def route_template(scope: Mapping[str, Any]) -> str | None:
         if not isinstance(template, str) or not template:
             return None
     return f"{scope.get('root_path', '')}{template}"
+
+
+def matched_route(scope: Mapping[str, Any]) -> Any:
+    """The object that stands for the route a request matched; None before routing.
+
+    FastAPI's effective route context where it keeps one (a route of a lazily included
+    router, with its prefixes and its routers' dependencies), else ``scope["route"]``.
+    Stable for the app's life: a key for what is worked out once per route (compare by
+    identity; routes are unhashable).
+    """
+    fastapi_scope = scope.get("fastapi")
+    if fastapi_scope:
+        context = fastapi_scope.get("effective_route_context")
+        if context is not None:
+            return context
+    return scope.get("route")
 
 
 def api_routes(app: Any) -> Iterator[Any]:

@@ -409,3 +409,21 @@ def test_slash_router_root_and_websockets() -> None:
         await websocket.close()
 
     assert [getattr(route, "path", None) for route in router.routes] == ["/", "/ws"]
+
+
+def test_body_limit() -> None:
+    c = client("body_limit")
+    big_note = {"text": "a" * (2 * 1024 * 1024)}
+    refused = c.post("/notes", json=big_note)
+    assert refused.status_code == 413
+    assert refused.json() == {
+        "code": 413,
+        "message": "Request body too large; send at most 1048576 bytes.",
+        "data": None,
+    }
+    assert c.post("/notes", json={"text": "hi"}).json() == {"length": 2}
+    three_mib = {"file": ("a.bin", b"x" * (3 * 1024 * 1024), "application/octet-stream")}
+    assert c.post("/files", files=three_mib).json() == {"size": 3 * 1024 * 1024}
+    assert c.post("/files/avatar", files=three_mib).status_code == 413
+    schema = c.get("/openapi.json").json()["paths"]
+    assert "413" in schema["/files/avatar"]["post"]["responses"]

@@ -16,6 +16,7 @@ __all__ = [
     "AppError",
     "BadRequest",
     "Conflict",
+    "ContentTooLarge",
     "Forbidden",
     "NotFound",
     "ServiceUnavailable",
@@ -145,6 +146,13 @@ class Conflict(AppError):
 
     status_code = 409
     message = "Conflict"
+
+
+class ContentTooLarge(AppError):
+    """413: the request body is larger than the route accepts."""
+
+    status_code = 413
+    message = "Content Too Large"
 
 
 class UnprocessableEntity(AppError):

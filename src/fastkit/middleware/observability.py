@@ -15,10 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit.errors import UnhandledErrorMiddleware
+from fastkit.middleware.body_limit import BodyLimitMiddleware
 from fastkit.request_context import (
     RESPONSE_HEADERS,
     default_request_id_generator,
@@ -30,6 +32,8 @@ from fastkit.request_context import (
 
 __all__ = ["ObservabilityMiddleware"]
 
+# Between this layer and the error responder, these change nothing the responder answers.
+_PASS_ERRORS_THROUGH: tuple[type, ...] = (BodyLimitMiddleware,)
 _FROM_CONTEXT = object()  # default for log(request_id=...): read get_request_id()
 
 
@@ -97,9 +101,19 @@ class ObservabilityMiddleware:
         # that install_exception_handlers put innermost is our direct child: absorb it and
         # answer unhandled exceptions here, with the same send, saving a layer per request.
         # Exactly fastkit's responder: a subclass may answer differently, and keeps its layer.
-        self.answers_errors = type(app) is UnhandledErrorMiddleware
-        if self.answers_errors:
-            app = app.app  # type: ignore[attr-defined]
+        # Layers that let every exception but their own pass unchanged and add no headers
+        # (the body limit) may stand between: the responder is taken out from under them.
+        self.answers_errors = False
+        parent: Any = None
+        child: Any = app
+        while type(child) in _PASS_ERRORS_THROUGH:
+            parent, child = child, child.app
+        if type(child) is UnhandledErrorMiddleware:
+            self.answers_errors = True
+            if parent is None:
+                app = child.app
+            else:
+                parent.app = child.app
         self.app = app
         self.request_id = request_id
         self.access_log = access_log
