@@ -281,9 +281,12 @@ def test_exception_after_write_rolls_back(
     assert names(sdb) == []
 
 
-def test_original_error_is_chained_and_logged(
+def test_a_conflict_is_chained_and_logged_as_one_info_line(
     adb: Database, sdb: SyncDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A duplicate is routine: INFO, no traceback, and no database detail (it names the
+    values); the original stays chained for whoever handles the Conflict."""
+
     async def duplicate() -> None:
         try:
             for _ in range(2):
@@ -292,13 +295,44 @@ def test_original_error_is_chained_and_logged(
         finally:
             await adb.dispose()  # close the pool on the loop that opened it
 
-    with caplog.at_level(logging.WARNING, logger="fastkit.db"), pytest.raises(Conflict) as info:
+    with caplog.at_level(logging.DEBUG, logger="fastkit.db"), pytest.raises(Conflict) as info:
         asyncio.run(duplicate())
     assert type(info.value.__cause__).__name__ == "IntegrityError"
     [record] = [r for r in caplog.records if r.name == "fastkit.db"]
-    assert record.exc_info is not None
-    assert "IntegrityError" in record.getMessage()
+    assert record.levelno == logging.INFO
+    assert record.exc_info is None
+    assert record.getMessage() == "Database conflict answered as 409: IntegrityError"
     assert names(sdb) == ["twice"]
+
+
+def test_sql_parameters_stay_out_of_errors_and_logs(
+    adb: Database, sdb: SyncDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Engines hide parameters by default: a failing statement's error (what a traceback
+    in the log shows) names the SQL but not the values bound to it."""
+    secret = "argon2-hash-of-a-password"
+
+    async def fail() -> str:
+        try:
+            async with adb.session_scope() as session:
+                query = text("SELECT * FROM no_such_table WHERE x = :x")
+                await session.execute(query, {"x": secret})
+        except Exception as error:
+            return str(error.__cause__ or error)
+        finally:
+            await adb.dispose()
+        return ""
+
+    assert adb.engine.sync_engine.hide_parameters
+    assert sdb.engine.hide_parameters
+    with caplog.at_level(logging.INFO):  # (aiosqlite's own DEBUG lines show parameters)
+        message = asyncio.run(fail())
+    assert "no_such_table" in message
+    assert "hide_parameters=True" in message
+    assert secret not in message
+    assert secret not in caplog.text
+    debugging = Database("sqlite+aiosqlite://", hide_parameters=False)
+    assert debugging.engine.sync_engine.hide_parameters is False
 
 
 # --- unavailable databases ---------------------------------------------------------------

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 import uuid
 from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fastkit.request_context import (
     STATE_HEADER,
     STATE_ID,
     default_request_id_generator,
+    escape_for_log,
     get_request_id,
     reset_request_id,
     set_request_id,
@@ -57,3 +62,21 @@ def test_add_response_headers_joins_repeated_names_and_reports_no_taker() -> Non
     assert add_response_headers(scope, {"RateLimit": '"a";r=1'}) is True
     assert add_response_headers(scope, {"ratelimit": '"b";r=2', "X-Other": "x"}) is True
     assert scope[RESPONSE_HEADERS] == {"ratelimit": '"a";r=1, "b";r=2', "x-other": "x"}
+
+
+# --- escape_for_log -----------------------------------------------------------------------
+
+
+@given(st.text())
+def test_escape_for_log_gives_one_line_and_changes_only_control_characters(text: str) -> None:
+    escaped = escape_for_log(text)
+    assert len(escaped.splitlines()) <= 1  # every line break Python knows is gone
+    assert not any(unicodedata.category(c) == "Cc" for c in escaped)
+    if not any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in text):
+        assert escaped == text
+
+
+def test_escape_for_log_writes_visible_escapes() -> None:
+    assert escape_for_log("/a\nINFO forged") == "/a\\x0aINFO forged"
+    assert escape_for_log("\r\x1b[31m\x7f\x85\u2028") == "\\x0d\\x1b[31m\\x7f\\x85\\u2028"
+    assert escape_for_log("/café/ü") == "/café/ü"

@@ -231,7 +231,8 @@ def test_matched_route_is_one_object_per_route_across_requests() -> None:
     with TestClient(app) as client:
         for path in ("/things/1", "/things/2", "/top/1", "/top/2"):
             client.get(path)
-    assert seen[0] is seen[1] and seen[2] is seen[3]
+    assert seen[0] is seen[1]
+    assert seen[2] is seen[3]
     assert seen[0] is not seen[2]
     assert seen[0].path_format == "/things/{thing_id}"
     assert matched_route({"type": "http", "path": "/x"}) is None

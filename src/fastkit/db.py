@@ -132,6 +132,11 @@ def _reraise_translated(error: BaseException) -> None:
     mapped = translate_error(error)
     if mapped is error:
         return
+    if isinstance(mapped, Conflict):
+        # Routine (a username taken twice): one line, no traceback and no database detail
+        # (the detail names the values: "Key (username)=(ann) already exists").
+        logger.info("Database conflict answered as 409: %s", type(error).__name__)
+        raise mapped from error
     logger.warning(
         "Database error answered as %s: %s",
         type(mapped).__name__,
@@ -200,7 +205,9 @@ class Database:
         sqlite_wal: On SQLite files, switch to WAL journaling (readers do not block the
             writer). ``foreign_keys=ON`` is always set on SQLite.
         **engine_kwargs: Passed to ``create_async_engine`` (``pool_size``,
-            ``pool_pre_ping``, ``connect_args``...).
+            ``pool_pre_ping``, ``connect_args``...). ``hide_parameters`` is True unless
+            given: SQL parameters (password hashes, emails) stay out of logs and error
+            messages; pass ``hide_parameters=False`` while debugging.
 
     Raises:
         ValueError: If the URL cannot be parsed, names an unknown database, or a sync driver.
@@ -231,6 +238,7 @@ class Database:
         asyncio_ext = require("sqlalchemy.ext.asyncio", "sqlalchemy")
         self.url = _parse_url(url)
         _sqlite_options(self.url, engine_kwargs, sync=False)
+        engine_kwargs.setdefault("hide_parameters", True)
         try:
             engine: AsyncEngine = asyncio_ext.create_async_engine(
                 self.url, echo=echo, **engine_kwargs
@@ -375,7 +383,8 @@ class SyncDatabase:
             ``postgresql+psycopg://user:pass@host/db``.
         echo: Log SQL statements.
         sqlite_wal: On SQLite files, switch to WAL journaling.
-        **engine_kwargs: Passed to ``create_engine``.
+        **engine_kwargs: Passed to ``create_engine``; ``hide_parameters`` is True unless
+            given, as for `Database`.
 
     Raises:
         ValueError: If the URL cannot be parsed or names an unknown database.
@@ -401,6 +410,7 @@ class SyncDatabase:
         sqlalchemy = require("sqlalchemy", "sqlalchemy")
         self.url = _parse_url(url)
         _sqlite_options(self.url, engine_kwargs, sync=True)
+        engine_kwargs.setdefault("hide_parameters", True)
         try:
             engine: Engine = sqlalchemy.create_engine(self.url, echo=echo, **engine_kwargs)
         except exc.NoSuchModuleError:

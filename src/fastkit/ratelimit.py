@@ -43,7 +43,7 @@ from fastkit.errors import (
     error_handlers_installed,
     render_error,
 )
-from fastkit.request_context import RESPONSE_HEADERS, add_response_headers
+from fastkit.request_context import RESPONSE_HEADERS, add_response_headers, escape_for_log
 from fastkit.routing import matched_route, route_template
 from fastkit.stores import GCRAResult, MemoryStore, Store, StoreError, Window
 
@@ -558,8 +558,8 @@ class RateLimit:
                 "Two rate limits named %r guard %s %s: their RateLimit fields share item "
                 "names and clients cannot tell them apart; give each a name=.",
                 self.name,
-                request.method,
-                route_template(scope) or request.url.path,
+                escape_for_log(request.method),
+                escape_for_log(route_template(scope) or request.url.path),
             )
         if add_response_headers(scope, fields):
             return

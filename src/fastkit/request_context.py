@@ -22,6 +22,7 @@ __all__ = [
     "add_response_headers",
     "default_request_id_generator",
     "default_request_id_validator",
+    "escape_for_log",
     "get_request_id",
     "reset_request_id",
     "set_request_id",
@@ -39,6 +40,31 @@ STATE_HEADER = "fastkit.request_id_header"
 RESPONSE_HEADERS = "fastkit.response_headers"
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+# Characters that end or rewrite a log line on some reader: C0 controls (newline, carriage
+# return, escape...), DEL, C1 controls (NEL...) and the Unicode line and paragraph separators.
+_LOG_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def escape_for_log(text: str) -> str:
+    """``text`` from a request (a path, a header, a user name) made safe for one log line.
+
+    Control characters become ``\\xNN`` escapes (``\\u2028``/``\\u2029`` for the Unicode
+    line separators): ``GET /a%0aINFO forged`` is logged as ``/a\\x0aINFO forged``, one line
+    whatever the request sent. Everything else is left as it is. fastkit escapes what it logs
+    of a request; use it for your own log lines too.
+
+    Example:
+        ```python
+        logger.info("Search for %s", escape_for_log(request.query_params.get("q", "")))
+        ```
+    """
+    if text.isascii() and text.isprintable():  # the usual case: nothing to do
+        return text
+    return text.translate(_LOG_ESCAPES)
 
 
 def get_request_id() -> str | None:

@@ -42,6 +42,7 @@ SNIPPET_NAMES = [
     "request_id_logging",
     "access_log",
     "cors",
+    "body_limit",
     # setup.md (tested in test_snippets_middleware.py)
     "setup_app",
     "spa",

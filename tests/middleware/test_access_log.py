@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 
+import fastkit
 from fastkit import AccessLogMiddleware, RequestIDMiddleware, install_exception_handlers
 
 if TYPE_CHECKING:
@@ -272,3 +273,54 @@ def test_custom_record_factory_is_respected(caplog: pytest.LogCaptureFixture) ->
     [record] = access_records(caplog)
     assert record.service == "billing"  # type: ignore[attr-defined]
     assert record.status == 200  # type: ignore[attr-defined]
+
+
+FORGING_PATHS = [
+    "/a%0aINFO%20fastkit.access%20GET%20/admin%20200",  # newline
+    "/a%0d%0aX",  # carriage return
+    "/a%1b%5b31mred",  # terminal escape
+    "/a%e2%80%a8b",  # U+2028 line separator
+    "/a%c2%85b",  # U+0085 next line
+    "/a%00b",  # NUL
+]
+
+
+@pytest.mark.parametrize("raw_path", FORGING_PATHS)
+def test_one_request_is_one_line_whatever_its_path(
+    raw_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A decoded path can hold control characters: they are escaped in the message and in
+    the ``path`` field, in the access log and in the unhandled-error log alike."""
+
+    def crash_everything(inner: Any) -> Any:  # any path, even one no route pattern matches
+        async def middleware(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                raise RuntimeError("boom")
+            await inner(scope, receive, send)
+
+        return middleware
+
+    app = FastAPI()
+    app.add_middleware(crash_everything)  # type: ignore[arg-type]
+    fastkit.setup(app)
+    with caplog.at_level(logging.INFO):
+        TestClient(app, raise_server_exceptions=False).get(raw_path)
+    [access] = access_records(caplog)
+    [error] = access_records(caplog, "fastkit.errors")
+    handler = logging.StreamHandler()
+    for record in (access, error):
+        record.exc_info = record.exc_text = None  # the traceback may take lines; the message not
+        line = handler.format(record)
+        assert line.isprintable(), repr(line)
+        assert len(line.splitlines()) == 1
+    assert access.path.startswith("/a\\x") or access.path.startswith("/a\\u2028")  # type: ignore[attr-defined]
+    assert access.path.isprintable()  # type: ignore[attr-defined]
+    assert access.path in error.getMessage()  # type: ignore[attr-defined]
+
+
+def test_printable_paths_are_logged_unchanged(caplog: pytest.LogCaptureFixture) -> None:
+    app = build_app()
+    with caplog.at_level(logging.INFO):
+        TestClient(app).get("/items/caf%C3%A9")  # 422: not an int
+    [record] = access_records(caplog)
+    assert record.path == "/items/café"  # type: ignore[attr-defined]

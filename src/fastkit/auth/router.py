@@ -24,6 +24,7 @@ from fastkit.errors import (
     render_error,
 )
 from fastkit.ratelimit import LoginThrottle
+from fastkit.request_context import escape_for_log
 from fastkit.responses import Envelope, ok
 
 __all__ = ["OAuth2ErrorResponse", "RefreshRequest", "TokenResponse", "auth_router"]
@@ -264,7 +265,8 @@ def auth_router(
         # The one step that uses the token up: SET NX, so of two racing refreshes one wins.
         if not await auth.revocation_policy.rotate(claims):
             # Used before: someone replays a rotated token, and the whole login has ended.
-            logger.warning("Refresh token reuse detected for subject %s", claims.sub)
+            subject = escape_for_log(claims.sub)
+            logger.warning("Refresh token reuse detected for subject %s", subject)
             raise _Refused("invalid_grant", "Invalid or expired refresh token", "reused")
         auth_time = claims.auth_time if claims.auth_time is not None else claims.iat
         granted = still_allowed if requested is None else requested

@@ -28,7 +28,7 @@ from fastkit.errors.exceptions import (
     status_phrase,
 )
 from fastkit.errors.openapi import document_error_responses
-from fastkit.request_context import STATE_HEADER, STATE_ID, get_request_id
+from fastkit.request_context import STATE_HEADER, STATE_ID, escape_for_log, get_request_id
 
 __all__ = [
     "ErrorStyle",
@@ -200,8 +200,8 @@ async def _unhandled_exception_handler(request: Request, exc: Exception) -> Resp
     logger.error(
         "Unhandled %s on %s %s",
         type(exc).__name__,
-        request.method,
-        request.url.path,
+        escape_for_log(request.method),
+        escape_for_log(request.scope.get("path", "")),
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     # The request id (from RequestIDMiddleware) lets a user quote the failure to support.

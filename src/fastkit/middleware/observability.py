@@ -25,6 +25,7 @@ from fastkit.request_context import (
     RESPONSE_HEADERS,
     default_request_id_generator,
     default_request_id_validator,
+    escape_for_log,
     get_request_id,
     reset_request_id,
     set_request_id,
@@ -250,7 +251,8 @@ class ObservabilityMiddleware:
         if request_id is _FROM_CONTEXT:
             request_id = get_request_id()
         client = scope.get("client")
-        method, path = scope["method"], scope["path"]
+        # One request, one line: control characters in the path are escaped (%0a...).
+        method, path = escape_for_log(scope["method"]), escape_for_log(scope["path"])
         args = (method, path, status, duration_ms)
         client_text = None
         if client:
