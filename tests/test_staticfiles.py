@@ -179,3 +179,42 @@ def test_build_with_its_own_404_page_still_falls_back(build_dir: Path) -> None:
         response = client.get(path, headers={"Accept": accept})
         assert response.status_code == 404, path
         assert response.json() == {"code": 404, "message": "Not Found", "data": None}, path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/.env",
+        "/.git/config",
+        "/.git/",
+        "/assets/.DS_Store",
+        "/assets/.hidden/logo.svg",
+        "/.well-known/.secret",
+        "/.settings",  # a dot segment without a file extension: no fallback either
+    ],
+)
+@pytest.mark.parametrize("accept", [BROWSER, "*/*"])
+def test_hidden_files_are_never_served(build_dir: Path, path: str, accept: str) -> None:
+    for folder in (".git", "assets/.hidden", ".well-known"):
+        (build_dir / folder).mkdir(parents=True, exist_ok=True)
+    (build_dir / ".env").write_text("SECRET_KEY=hunter2")
+    (build_dir / ".git" / "config").write_text("[remote]")
+    (build_dir / "assets" / ".DS_Store").write_text("junk")
+    (build_dir / "assets" / ".hidden" / "logo.svg").write_text(LOGO)
+    (build_dir / ".well-known" / ".secret").write_text("nope")
+    client = TestClient(build_app(build_dir, exclude_prefixes=["/api"]))
+    response = client.get(path, headers={"Accept": accept})
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+def test_well_known_files_are_served(build_dir: Path) -> None:
+    (build_dir / ".well-known").mkdir()
+    (build_dir / ".well-known" / "security.txt").write_text("Contact: mailto:sec@example.com")
+    client = TestClient(build_app(build_dir))
+    response = client.get("/.well-known/security.txt")
+    assert response.status_code == 200
+    assert response.text == "Contact: mailto:sec@example.com"
+    mounted = TestClient(build_app(build_dir, mount_at="/app"))
+    assert mounted.get("/app/.well-known/security.txt").status_code == 200
+    assert mounted.get("/app/.env").status_code == 404

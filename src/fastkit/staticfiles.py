@@ -24,6 +24,10 @@ class SPAStaticFiles(StaticFiles):
     ``exclude_prefixes`` (e.g. ``/api``) are answered 404, in the envelope when
     `install_exception_handlers` is installed.
 
+    Hidden files never leave: a path with a segment starting with ``.`` (``/.env``,
+    ``/.git/config``, ``/assets/.DS_Store``) is answered 404 even if the build folder has
+    it, except under ``/.well-known/`` (RFC 8615: ``security.txt``, app links).
+
     Args:
         directory: The build output folder (e.g. ``"frontend/dist"``).
         index: The file served for client-side routes.
@@ -67,6 +71,8 @@ class SPAStaticFiles(StaticFiles):
         return "text/html" in Headers(scope=scope).get("accept", "")
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if _hidden(path):
+            raise HTTPException(status_code=404)
         try:
             response = await super().get_response(path, scope)
         except HTTPException as exc:
@@ -79,3 +85,12 @@ class SPAStaticFiles(StaticFiles):
             if not self._wants_fallback(path, scope):
                 raise HTTPException(status_code=404)
         return await super().get_response(self.index, scope)
+
+
+def _hidden(path: str) -> bool:
+    """Whether ``path`` (relative to the mount) has a segment starting with a dot, other
+    than a leading ``.well-known``."""
+    segments = [part for part in path.replace(os.sep, "/").split("/") if part not in ("", ".")]
+    if segments and segments[0] == ".well-known":
+        segments = segments[1:]
+    return any(part.startswith(".") and part != ".." for part in segments)  # ..: StaticFiles

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from fastkit import add_cors, install_exception_handlers
+from fastkit import add_cors, install_exception_handlers, setup
 
 ORIGIN = "https://app.example.com"
 PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}
@@ -76,7 +76,9 @@ def test_simple_request_from_allowed_origin() -> None:
     response = TestClient(build_app()).get("/items", headers={"Origin": ORIGIN})
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ORIGIN
-    assert {"x-request-id", "x-process-time"} <= exposed(response.headers)
+    assert {"x-request-id", "ratelimit", "retry-after"} <= exposed(response.headers)
+    # How long the server took is not for other sites' scripts unless asked for.
+    assert not {"x-process-time", "server-timing"} & exposed(response.headers)
     assert "origin" in response.headers["vary"].lower()
 
 
@@ -147,7 +149,7 @@ def test_error_responses_carry_cors_headers(cors_first: bool, path: str, status:
     response = client.get(path, headers={"Origin": ORIGIN})
     assert response.status_code == status
     assert response.headers["access-control-allow-origin"] == ORIGIN
-    assert {"x-request-id", "x-process-time"} <= exposed(response.headers)
+    assert "x-request-id" in exposed(response.headers)
 
 
 # --- configuration mistakes ---------------------------------------------------------------------
@@ -290,3 +292,62 @@ def test_origin_browsers_never_send_is_refused_with_the_spelling_to_use(
 def test_max_age_must_be_whole_seconds(max_age: object) -> None:
     with pytest.raises(ValueError, match="max_age=600"):
         add_cors(FastAPI(), origins=["https://a.com"], max_age=max_age)  # type: ignore[arg-type]
+
+
+def test_timing_is_exposed_when_asked() -> None:
+    app = build_app(expose_headers=["X-Request-ID", "X-Process-Time"])
+    response = TestClient(app).get("/items", headers={"Origin": ORIGIN})
+    assert exposed(response.headers) == {"x-request-id", "x-process-time"}
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [
+        ".*",
+        "https?://.*",
+        "https://.+",
+        r"https://[^/]+",
+        r".*\.invalid(:\d+)?",
+        "null|https://a\\.com",
+    ],
+)
+def test_an_origin_regex_admitting_any_site_is_refused_with_credentials(regex: str) -> None:
+    with pytest.raises(ValueError, match="admits any origin"):
+        add_cors(FastAPI(), origins=[], origin_regex=regex, allow_credentials=True)
+    with pytest.raises(ValueError, match="admits any origin"):
+        setup(FastAPI(), cors_origin_regex=regex, cors_allow_credentials=True)
+
+
+def test_an_origin_regex_admitting_any_site_is_allowed_without_credentials() -> None:
+    """Public, cookie-less APIs may be read by anyone: that is what the regex says."""
+    app = FastAPI()
+    add_cors(app, origins=[], origin_regex="https://.*")
+    app.get("/items")(lambda: [1])
+    response = TestClient(app).get("/items", headers={"Origin": "https://any.site"})
+    assert response.headers["access-control-allow-origin"] == "https://any.site"
+
+
+@pytest.mark.parametrize(
+    ("regex", "at"),
+    [
+        ("https://app.example.com", 11),
+        (r"https://[a-z]+\.example.com", 23),
+        (r"https://(www|app).example\.com", 17),
+    ],
+)
+def test_an_unescaped_dot_warns(regex: str, at: int) -> None:
+    with pytest.warns(UserWarning, match=f"unescaped '.' at {at}") as caught:
+        add_cors(FastAPI(), origins=[], origin_regex=regex, allow_credentials=True)
+    assert caught[0].filename == __file__  # points at the caller's line
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [
+        r"https://[a-z0-9-]+\.example\.com",
+        r"https://app\.example\.com(:[0-9]+)?",
+        r"https://[.a-z]+\.com",
+    ],
+)
+def test_escaped_dots_and_dots_in_classes_do_not_warn(regex: str) -> None:
+    add_cors(FastAPI(), origins=[], origin_regex=regex, allow_credentials=True)  # no warning

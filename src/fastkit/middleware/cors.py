@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,9 +22,10 @@ __all__ = [
 DEFAULT_CORS_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # The rate-limit fields and Retry-After too: a browser app can then pace itself and read when
 # to retry a 429 (none of them is CORS-safelisted).
+# Not X-Process-Time: how long the server took tells a cross-origin script more than it
+# needs (timing side channels); add it to expose_headers if your front end wants it.
 DEFAULT_EXPOSE_HEADERS: tuple[str, ...] = (
     "X-Request-ID",
-    "X-Process-Time",
     "RateLimit",
     "RateLimit-Policy",
     "Retry-After",
@@ -138,13 +140,7 @@ def cors_options(
             "write e.g. max_age=600."
         )
     if origin_regex is not None:
-        try:
-            re.compile(origin_regex)
-        except re.error as exc:
-            raise ValueError(
-                f"origin_regex is not a valid regular expression ({exc}); "
-                r"write e.g. r'https://[a-z0-9-]+\.example\.com'."
-            ) from None
+        _check_origin_regex(origin_regex, allow_credentials=allow_credentials)
     if not checked_origins and origin_regex is None:
         raise ValueError("add_cors needs origins or origin_regex; e.g. origins=['https://a.com'].")
 
@@ -157,6 +153,57 @@ def cors_options(
         "max_age": max_age,
         "allow_origin_regex": origin_regex,
     }
+
+
+# Origins nobody means to allow: an origin_regex that admits one of them admits any site.
+_STRANGERS = (
+    "https://fastkit-cors-probe.invalid",
+    "http://fastkit-cors-probe.invalid",
+    "https://fastkit-cors-probe.invalid:8443",
+    "null",
+)
+_EXAMPLE_REGEX = r"write e.g. r'https://[a-z0-9-]+\.example\.com'."
+
+
+def _check_origin_regex(origin_regex: str, *, allow_credentials: bool) -> None:
+    try:
+        pattern = re.compile(origin_regex)
+    except re.error as exc:
+        raise ValueError(
+            f"origin_regex is not a valid regular expression ({exc}); {_EXAMPLE_REGEX}"
+        ) from None
+    admitted = [origin for origin in _STRANGERS if pattern.fullmatch(origin)]
+    if admitted and allow_credentials:
+        raise ValueError(
+            f"origin_regex {origin_regex!r} admits any origin ({admitted[0]!r} too), and with "
+            "allow_credentials=True any site could read your users' answers; " + _EXAMPLE_REGEX
+        )
+    dot = _unescaped_dot(origin_regex)
+    if dot is not None:
+        warnings.warn(
+            f"origin_regex {origin_regex!r} has an unescaped '.' at {dot}, which matches any "
+            "character ('appXexample.com' too); write '\\.' for a literal dot.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _unescaped_dot(regex: str) -> int | None:
+    """Where ``regex`` has a ``.`` that matches one character of a host name by mistake:
+    unescaped, outside a character class, and not repeated (``.*`` and ``.+`` are meant)."""
+    escaped = in_class = False
+    for at, char in enumerate(regex):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "." and regex[at + 1 : at + 2] not in ("*", "+", "?", "{"):
+            return at
+    return None
 
 
 def add_cors(
