@@ -18,7 +18,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit import get_request_id, setup
 from fastkit.errors import UnhandledErrorMiddleware
-from fastkit.middleware import BodyLimitMiddleware, ObservabilityMiddleware, TimingMiddleware
+from fastkit.middleware import (
+    BodyLimitMiddleware,
+    ObservabilityMiddleware,
+    SecurityHeadersMiddleware,
+    TimingMiddleware,
+)
 
 AccessRecords = Callable[[], list[logging.LogRecord]]  # the conftest fixture
 
@@ -52,7 +57,12 @@ def client_for(app: FastAPI, base_url: str = "http://testserver") -> TestClient:
     return TestClient(app, base_url=base_url, raise_server_exceptions=False)
 
 
-DEFAULT_LAYERS = [ObservabilityMiddleware, BodyLimitMiddleware, UnhandledErrorMiddleware]
+DEFAULT_LAYERS = [
+    ObservabilityMiddleware,
+    SecurityHeadersMiddleware,
+    BodyLimitMiddleware,
+    UnhandledErrorMiddleware,
+]
 
 
 def middleware_classes(app: FastAPI) -> list[Any]:
@@ -136,7 +146,7 @@ def test_500_carries_every_middleware_header_and_is_logged_once(
     assert errors[0].exc_info is not None
 
 
-def test_by_default_the_observability_layer_answers_errors_through_the_body_limit() -> None:
+def test_by_default_the_observability_layer_answers_errors_and_adds_security_headers() -> None:
     """The body limit lets other errors pass and adds no header, so the responder for
     unhandled exceptions is taken out from under it: one layer less per request."""
     app = add_routes(setup(FastAPI()))
@@ -146,17 +156,20 @@ def test_by_default_the_observability_layer_answers_errors_through_the_body_limi
         layers.append(type(stack))
         stack = stack.app
     assert UnhandledErrorMiddleware not in layers
+    assert SecurityHeadersMiddleware not in layers  # its headers come from Observability's
     at = layers.index(ObservabilityMiddleware)
     assert layers[at + 1] is BodyLimitMiddleware
     response = client_for(app).get("/boom")
     assert response.status_code == 500
     assert response.json()["request_id"] == response.headers["x-request-id"]
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_user_middleware_order_with_cors() -> None:
     app = setup(FastAPI(), cors_origins=[ORIGIN])
     assert middleware_classes(app) == [
         ObservabilityMiddleware,  # request id, access log, timing: one layer
+        SecurityHeadersMiddleware,  # its headers added by the layer above
         BodyLimitMiddleware,
         CORSMiddleware,
         UnhandledErrorMiddleware,
@@ -173,6 +186,7 @@ def test_user_middleware_order_with_every_option() -> None:
     )
     assert middleware_classes(app) == [
         ObservabilityMiddleware,
+        SecurityHeadersMiddleware,
         BodyLimitMiddleware,
         TrustedHostMiddleware,
         HTTPSRedirectMiddleware,
@@ -281,7 +295,11 @@ def test_middleware_added_after_setup_wraps_outside() -> None:
     seen: list[tuple[str | None, bool]] = []
     app = build_app()
     app.add_middleware(RecordRequestId, seen=seen)
-    assert middleware_classes(app)[:2] == [RecordRequestId, ObservabilityMiddleware]
+    assert middleware_classes(app)[:3] == [
+        RecordRequestId,
+        ObservabilityMiddleware,
+        SecurityHeadersMiddleware,
+    ]
     client = client_for(app)
     assert client.get("/ok").status_code == 200
     assert client.get("/boom").status_code == 500
@@ -295,6 +313,7 @@ def test_middleware_added_before_setup_runs_inside() -> None:
     setup(app)
     assert middleware_classes(app) == [
         ObservabilityMiddleware,
+        SecurityHeadersMiddleware,
         BodyLimitMiddleware,
         RecordRequestId,
         UnhandledErrorMiddleware,
@@ -330,6 +349,7 @@ def test_timing_covers_the_middleware_below_it() -> None:
     setup(inside, gzip_min_size=0, timing=False)
     assert middleware_classes(inside) == [
         ObservabilityMiddleware,
+        SecurityHeadersMiddleware,
         BodyLimitMiddleware,
         GZipMiddleware,
         TimingMiddleware,
@@ -367,7 +387,11 @@ def test_one_part_of_the_layer_off(off: str, access_records: AccessRecords) -> N
 
 def test_the_whole_layer_off() -> None:
     app = build_app(request_id=False, access_log=False, timing=False)
-    assert middleware_classes(app) == [BodyLimitMiddleware, UnhandledErrorMiddleware]
+    assert middleware_classes(app) == [
+        SecurityHeadersMiddleware,
+        BodyLimitMiddleware,
+        UnhandledErrorMiddleware,
+    ]
     response = client_for(app).get("/ok", headers={"X-Request-ID": "req-42"})
     assert not {"x-request-id", "x-process-time", "server-timing"} & set(response.headers)
 

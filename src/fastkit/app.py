@@ -14,6 +14,7 @@ from fastkit.errors import ErrorStyle, install_exception_handlers
 from fastkit.middleware.body_limit import DEFAULT_MAX_BODY_SIZE, BodyLimitMiddleware, check_size
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
 from fastkit.middleware.observability import ObservabilityMiddleware
+from fastkit.middleware.security_headers import SecurityHeadersMiddleware
 from fastkit.ratelimit import RateLimit, RateLimitMiddleware
 
 __all__ = ["setup"]
@@ -55,6 +56,8 @@ def setup(
     rate_limit: RateLimit | None = None,
     rate_limit_exempt: Sequence[str] = (),
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    security_headers: bool = True,
+    hsts: bool | None = None,
 ) -> FastAPI:
     """Install fastkit's exception handlers and middleware on ``app``.
 
@@ -64,15 +67,18 @@ def setup(
     1. `ObservabilityMiddleware` (``request_id``, ``access_log``, ``timing``): what
        `RequestIDMiddleware`, `AccessLogMiddleware` and `TimingMiddleware` do, in that
        order, as one layer; it sees everything below, rejections included
-    2. `BodyLimitMiddleware` (``max_body_size``): counts request bodies as they are read;
+    2. `SecurityHeadersMiddleware` (``security_headers``): on every answer, the 500s and
+       rejections below included (`ObservabilityMiddleware` adds them itself, in its own
+       wrapper, rather than as one more layer)
+    3. `BodyLimitMiddleware` (``max_body_size``): counts request bodies as they are read;
        its 413s come from the error handlers, in the app's style
-    3. Starlette ``TrustedHostMiddleware`` (``trusted_hosts``)
-    4. Starlette ``HTTPSRedirectMiddleware`` (``https_redirect``)
-    5. Starlette ``CORSMiddleware`` via `add_cors` (``cors_origins``/``cors_origin_regex``)
-    6. `RateLimitMiddleware` (``rate_limit``): inside CORS, so that browsers can read its
+    4. Starlette ``TrustedHostMiddleware`` (``trusted_hosts``)
+    5. Starlette ``HTTPSRedirectMiddleware`` (``https_redirect``)
+    6. Starlette ``CORSMiddleware`` via `add_cors` (``cors_origins``/``cors_origin_regex``)
+    7. `RateLimitMiddleware` (``rate_limit``): inside CORS, so that browsers can read its
        429s and preflight requests do not count
-    7. Starlette ``GZipMiddleware`` (``gzip_min_size``)
-    8. `UnhandledErrorMiddleware`, from `install_exception_handlers` (``errors``), so
+    8. Starlette ``GZipMiddleware`` (``gzip_min_size``)
+    9. `UnhandledErrorMiddleware`, from `install_exception_handlers` (``errors``), so
        500s pass through all of the above and carry their headers.
 
     Middleware you add afterwards with ``app.add_middleware`` wrap outside all of these.
@@ -98,6 +104,10 @@ def setup(
         rate_limit_exempt: Paths the global limit leaves alone (``/health``...).
         max_body_size: Bytes a request body may have (1 MiB by default; routes say
             otherwise with `BodyLimit`); None for no limit. Larger bodies get 413.
+        security_headers: Add `SecurityHeadersMiddleware` (nosniff, Referrer-Policy,
+            framing, COOP, a CSP for API answers and one that ``/docs`` works under).
+        hsts: ``Strict-Transport-Security``: None sends it on https requests, True
+            always, False never (see `SecurityHeadersMiddleware`).
 
     Returns:
         The same ``app``, for chaining.
@@ -151,6 +161,13 @@ def setup(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts))
     if max_body_size is not None:
         app.add_middleware(BodyLimitMiddleware, max_body_size=max_body_size)
+    if security_headers:
+        docs = (app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+        app.add_middleware(
+            SecurityHeadersMiddleware,
+            hsts=hsts,
+            docs_paths=[path for path in docs if path],
+        )
     if request_id or access_log or timing:
         app.add_middleware(
             ObservabilityMiddleware, request_id=request_id, access_log=access_log, timing=timing

@@ -177,6 +177,34 @@ def docs_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
     server.stop()
 
 
+REDOC_CDN = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/"
+
+
+def watch_csp(page: Page) -> list[str]:
+    """The page's Content-Security-Policy refusals, as the browser reports them."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return refused
+
+
+def assert_docs_policy(response: Any, *, inline_scripts: bool = True) -> None:
+    """The docs page came with fastkit's docs policy: scripts by source and hash only."""
+    assert response is not None
+    policy = response.headers["content-security-policy"]
+    script_src = next(p for p in policy.split(";") if p.strip().startswith("script-src"))
+    assert "'unsafe-inline'" not in script_src
+    assert "'unsafe-eval'" not in script_src
+    assert ("'sha256-" in script_src) is inline_scripts  # Swagger UI's page has one, ReDoc's none
+    assert "frame-ancestors 'none'" in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
 def serve_swagger_locally(page: Page) -> None:
     """Answer requests for FastAPI's CDN Swagger UI from a local copy of the same files."""
     assets = swagger_assets()
@@ -205,9 +233,10 @@ def test_swagger_ui_authorize_gets_a_token(
     page = open_page(browser)
     errors: list[Any] = []
     page.on("pageerror", lambda error: errors.append(error))
+    refused = watch_csp(page)
     try:
         serve_swagger_locally(page)
-        page.goto(f"{server.base_url}/docs")
+        assert_docs_policy(page.goto(f"{server.base_url}/docs"))
         expect(page.locator(".swagger-ui .info .title")).to_be_visible()
         page.click("button.authorize")
         page.fill("#oauth_username", username)
@@ -222,6 +251,7 @@ def test_swagger_ui_authorize_gets_a_token(
         # Swagger UI shows the login as done, with a Logout button.
         expect(page.locator(".auth-btn-wrapper button", has_text="Logout")).to_be_visible()
         assert errors == []
+        assert refused == []  # the docs policy let Swagger UI do all of that
     finally:
         page.context.close()
 
@@ -263,5 +293,33 @@ def test_swagger_ui_authorize_shows_the_token_endpoint_error(
         expect(page.locator(".auth-btn-wrapper button", has_text="Logout")).to_be_visible()
         expect(page.locator(".auth-container .errors")).to_have_count(0)
         assert errors == []
+    finally:
+        page.context.close()
+
+
+def test_redoc_renders_under_the_docs_policy(
+    browser: Browser, docs_app: tuple[Server, tuple[str, str]]
+) -> None:
+    from playwright.sync_api import expect
+
+    server, _ = docs_app
+    assets = swagger_assets()
+    if assets is None or not (assets / "redoc.standalone.js").is_file():
+        missing_or_fail("no local ReDoc assets (pip install fastapi-offline)")
+    assert assets is not None
+    page = open_page(browser)
+    errors: list[Any] = []
+    page.on("pageerror", lambda error: errors.append(error))
+    refused = watch_csp(page)
+    page.route(f"{REDOC_CDN}**", lambda route: route.fulfill(path=assets / "redoc.standalone.js"))
+    page.route("https://fonts.googleapis.com/**", lambda route: route.fulfill(status=404))
+    page.route("https://fastapi.tiangolo.com/**", lambda route: route.fulfill(status=404))
+    try:
+        assert_docs_policy(page.goto(f"{server.base_url}/redoc"), inline_scripts=False)
+        # ReDoc fetched /openapi.json (connect-src) and drew the API's operations.
+        expect(page.locator("h1").first).to_be_visible()
+        expect(page.get_by_text("/auth/token").first).to_be_attached()
+        assert errors == []
+        assert refused == []
     finally:
         page.context.close()

@@ -16,6 +16,7 @@ from fastkit.middleware.request_id import (
     RequestIDMiddleware,
     get_request_id,
 )
+from fastkit.middleware.security_headers import SecurityHeadersMiddleware
 from fastkit.middleware.timing import TimingMiddleware
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ObservabilityMiddleware",
     "RequestIDLogFilter",
     "RequestIDMiddleware",
+    "SecurityHeadersMiddleware",
     "TimingMiddleware",
     "add_cors",
     "get_request_id",

@@ -135,7 +135,7 @@ class BodyLimitMiddleware:
         return self.max_body_size if cached[1] is _UNSET else cached[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not may_have_body(scope):
             await self.app(scope, receive, send)
             return
         limit: Any = _UNSET
@@ -184,6 +184,17 @@ def _declared_limit(route: Any) -> Any:
             found = current.call.max_size
         pending[:0] = current.dependencies
     return found
+
+
+def may_have_body(scope: Scope) -> bool:
+    """False for an HTTP/1 request without ``Content-Length`` or ``Transfer-Encoding``:
+    it has no body (RFC 9112 6.3), so there is nothing to count (most GETs)."""
+    if scope.get("http_version") not in ("1.1", "1.0"):
+        return True  # HTTP/2 and 3 frame bodies without either header
+    for name, _ in scope["headers"]:
+        if name == b"content-length" or name == b"transfer-encoding":
+            return True
+    return False
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -20,7 +20,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit.errors import UnhandledErrorMiddleware
-from fastkit.middleware.body_limit import BodyLimitMiddleware
+from fastkit.middleware.body_limit import BodyLimitMiddleware, may_have_body
+from fastkit.middleware.security_headers import SecurityHeadersMiddleware
 from fastkit.request_context import (
     RESPONSE_HEADERS,
     default_request_id_generator,
@@ -104,6 +105,16 @@ class ObservabilityMiddleware:
         # Exactly fastkit's responder: a subclass may answer differently, and keeps its layer.
         # Layers that let every exception but their own pass unchanged and add no headers
         # (the body limit) may stand between: the responder is taken out from under them.
+        # fastkit's security headers right inside: added here, in the send wrapper this layer
+        # has anyway, rather than by a layer of their own (docs pages still go through it).
+        self.security: SecurityHeadersMiddleware | None = None
+        if type(app) is SecurityHeadersMiddleware:
+            self.security = app
+            app = app.app
+        # And the body limit: a request without a body skips its layer (nothing to count).
+        self.body_limit: BodyLimitMiddleware | None = None
+        if type(app) is BodyLimitMiddleware:
+            self.body_limit = app
         self.answers_errors = False
         parent: Any = None
         child: Any = app
@@ -115,6 +126,8 @@ class ObservabilityMiddleware:
                 app = child.app
             else:
                 parent.app = child.app
+            if self.security is not None and self.security.app is child:
+                self.security.app = child.app  # docs pages: errors answered here as well
         self.app = app
         self.request_id = request_id
         self.access_log = access_log
@@ -134,7 +147,9 @@ class ObservabilityMiddleware:
         self._own_keys = frozenset(own)
         # Only the access log is on: with a logger that keeps not even ERROR records, there
         # is nothing to do (checked per request: logging can be configured later).
-        self._log_only = access_log and not (request_id or timing or self.answers_errors)
+        self._log_only = access_log and not (
+            request_id or timing or self.answers_errors or self.security
+        )
 
     def _incoming(self, scope: Scope) -> str | None:
         wanted = self._id_key
@@ -159,6 +174,15 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
 
+        app, security = self.app, self.security
+        body_limit = self.body_limit
+        if body_limit is not None and not may_have_body(scope):
+            app = body_limit.app  # (read each time: the error responder may be spliced out)
+        if security is not None and (
+            scope["path"] in security.docs_paths
+            or (scope.get("root_path") and security.is_docs(scope))
+        ):
+            app, security = security, None  # the layer itself: it hashes the page's scripts
         request_id = token = None
         if self.request_id:
             request_id = self._incoming(scope) or self.generator()
@@ -196,12 +220,14 @@ class ObservabilityMiddleware:
                 if pending:
                     for name, value in pending.items():
                         headers.append((name.encode("latin-1"), value.encode("latin-1")))
+                if security is not None:
+                    security.add_headers(scope, headers)
             await send(message)
             if kind == "http.response.body" and not message.get("more_body"):
                 end = time.perf_counter()
 
         try:
-            await self.app(scope, receive, send_observed)
+            await app(scope, receive, send_observed)
         except Exception as exc:
             if self.answers_errors:
                 await UnhandledErrorMiddleware.answer(
