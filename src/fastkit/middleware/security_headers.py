@@ -174,7 +174,7 @@ class SecurityHeadersMiddleware:
         path = scope["path"]
         if path in paths:
             return True
-        root_path = scope.get("root_path")
+        root_path: str = scope.get("root_path") or ""
         return bool(root_path) and path.startswith(root_path) and path[len(root_path) :] in paths
 
     def add_headers(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
