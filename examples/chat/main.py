@@ -10,6 +10,7 @@ worker the same ``JWT_SECRET``: without it each makes a random one, and warns).
 # No ``from __future__ import annotations``: the endpoints are defined inside create_app and
 # FastAPI evaluates their annotations, which name create_app's local variables.
 
+import contextlib
 import logging
 import os
 import secrets
@@ -24,7 +25,7 @@ from fastapi import Depends, FastAPI, WebSocket
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
-from fastkit import setup
+from fastkit import MissingDependencyError, setup
 from fastkit.auth import (
     JWTAuth,
     MemoryRevocationStore,
@@ -35,6 +36,7 @@ from fastkit.auth import (
     TokenService,
     auth_router,
 )
+from fastkit.docs_assets import serve_docs_locally
 from fastkit.websocket import (
     Broker,
     ConnectionManager,
@@ -151,6 +153,8 @@ def create_app(
 
     app = FastAPI(title="fastkit chat example", lifespan=lifespan)
     setup(app)
+    with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
+        serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN
     app.state.manager = manager
     app.include_router(auth_router(auth, authenticate=authenticate))
 

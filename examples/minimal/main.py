@@ -6,12 +6,14 @@ http://127.0.0.1:8000/docs.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 
-from fastkit import AppError, EnvelopeRoute, NotFound, setup
+from fastkit import AppError, EnvelopeRoute, MissingDependencyError, NotFound, setup
+from fastkit.docs_assets import serve_docs_locally
 from fastkit.pagination import Page, PageParams, paginate
 
 
@@ -35,6 +37,8 @@ class OutOfStock(AppError):
 
 app = FastAPI(title="fastkit minimal example")
 setup(app)  # envelope errors, request id, access log, timing
+with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
+    serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN
 router = APIRouter(prefix="/items", tags=["items"], route_class=EnvelopeRoute)
 
 # An in-memory store keeps the example a single file; see examples/todo for a database.

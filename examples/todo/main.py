@@ -5,13 +5,21 @@
 
 # No ``from __future__ import annotations``: /health is defined in create_app.
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from fastkit import EnvelopeRoute, RequestIDLogFilter, ServiceUnavailable, setup
+from fastkit import (
+    EnvelopeRoute,
+    MissingDependencyError,
+    RequestIDLogFilter,
+    ServiceUnavailable,
+    setup,
+)
+from fastkit.docs_assets import serve_docs_locally
 
 from .deps import Services
 from .models import Base
@@ -59,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     setup(app)  # envelope errors, request id, access log, timing
+    with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
+        serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN
 
     health = APIRouter(tags=["health"], route_class=EnvelopeRoute)
 

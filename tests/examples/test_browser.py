@@ -323,3 +323,39 @@ def test_redoc_renders_under_the_docs_policy(
         assert refused == []
     finally:
         page.context.close()
+
+
+def test_docs_work_offline_with_the_local_assets(
+    browser: Browser, docs_app: tuple[Server, tuple[str, str]]
+) -> None:
+    """The example serves Swagger UI and ReDoc itself (offline-docs extra): with every
+    request outside the app refused, both pages render under the docs policy."""
+    from playwright.sync_api import expect
+
+    if swagger_assets() is None:
+        missing_or_fail("no local Swagger UI assets (pip install fastapi-offline)")
+    server, _ = docs_app
+    page = open_page(browser)
+    errors: list[Any] = []
+    page.on("pageerror", lambda error: errors.append(error))
+    refused = watch_csp(page)
+    outside: list[str] = []
+
+    def refuse(route: Route) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    page.route(lambda url: not url.startswith(server.base_url), refuse)
+    try:
+        assert_docs_policy(page.goto(f"{server.base_url}/docs"))
+        expect(page.locator(".swagger-ui .info .title")).to_be_visible()
+        expect(page.locator("button.authorize")).to_be_visible()
+        assert_docs_policy(page.goto(f"{server.base_url}/redoc"), inline_scripts=False)
+        expect(page.get_by_text("/auth/token").first).to_be_attached()
+        # Only ReDoc's "powered by" logo is asked of the outside (an image built into its
+        # bundle; offline it is simply not shown): no script, style or font.
+        assert [url for url in outside if not url.startswith("https://cdn.redoc.ly/")] == []
+        assert errors == []
+        assert refused == []
+    finally:
+        page.context.close()
