@@ -17,6 +17,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session as SyncSession
 
@@ -318,7 +319,11 @@ def test_sql_parameters_stay_out_of_errors_and_logs(
                 query = text("SELECT * FROM no_such_table WHERE x = :x")
                 await session.execute(query, {"x": secret})
         except Exception as error:
-            return str(error.__cause__ or error)
+            # SQLAlchemy's error (raised as is, or chained under a 503) names the SQL.
+            found: BaseException | None = error
+            while found is not None and not isinstance(found, StatementError):
+                found = found.__cause__
+            return str(found)
         finally:
             await adb.dispose()
         return ""

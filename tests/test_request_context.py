@@ -67,12 +67,19 @@ def test_add_response_headers_joins_repeated_names_and_reports_no_taker() -> Non
 # --- escape_for_log -----------------------------------------------------------------------
 
 
+BIDI_AND_SEPARATORS = {chr(code) for code in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029)} | {
+    chr(code) for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+ESCAPED_TOO = BIDI_AND_SEPARATORS | {"\\"}
+
+
 @given(st.text())
 def test_escape_for_log_gives_one_line_and_changes_only_control_characters(text: str) -> None:
     escaped = escape_for_log(text)
     assert len(escaped.splitlines()) <= 1  # every line break Python knows is gone
     assert not any(unicodedata.category(c) == "Cc" for c in escaped)
-    if not any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in text):
+    assert not BIDI_AND_SEPARATORS & set(escaped)
+    if not any(unicodedata.category(c) == "Cc" or c in ESCAPED_TOO for c in text):
         assert escaped == text
 
 
@@ -80,3 +87,5 @@ def test_escape_for_log_writes_visible_escapes() -> None:
     assert escape_for_log("/a\nINFO forged") == "/a\\x0aINFO forged"
     assert escape_for_log("\r\x1b[31m\x7f\x85\u2028") == "\\x0d\\x1b[31m\\x7f\\x85\\u2028"
     assert escape_for_log("/café/ü") == "/café/ü"
+    assert escape_for_log("/\\x0aFAKE") == "/\\\\x0aFAKE"  # a literal backslash is doubled
+    assert escape_for_log("/\u202enimda") == "/\\u202enimda"  # shown reversed otherwise

@@ -103,7 +103,8 @@ def setup(
             budget per client); None for none. Limits per route are dependencies.
         rate_limit_exempt: Paths the global limit leaves alone (``/health``...).
         max_body_size: Bytes a request body may have (1 MiB by default; routes say
-            otherwise with `BodyLimit`); None for no limit. Larger bodies get 413.
+            otherwise with `BodyLimit`); None for no default limit (routes' `BodyLimit`
+            still hold). Larger bodies get 413.
         security_headers: Add `SecurityHeadersMiddleware` (nosniff, Referrer-Policy,
             framing, COOP, a CSP for API answers and one that ``/docs`` works under).
         hsts: ``Strict-Transport-Security``: None sends it on https requests, True
@@ -159,8 +160,9 @@ def setup(
         app.add_middleware(HTTPSRedirectMiddleware)
     if trusted_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts))
-    if max_body_size is not None:
-        app.add_middleware(BodyLimitMiddleware, max_body_size=max_body_size)
+    # Always: with max_body_size=None there is no default, but routes' BodyLimit still hold
+    # (a request without a body skips the layer, see ObservabilityMiddleware).
+    app.add_middleware(BodyLimitMiddleware, max_body_size=max_body_size)
     if security_headers:
         docs = (app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
         app.add_middleware(

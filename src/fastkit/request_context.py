@@ -42,27 +42,35 @@ RESPONSE_HEADERS = "fastkit.response_headers"
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 # Characters that end or rewrite a log line on some reader: C0 controls (newline, carriage
-# return, escape...), DEL, C1 controls (NEL...) and the Unicode line and paragraph separators.
-_LOG_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
+# return, escape...), DEL, C1 controls (NEL...), the Unicode line and paragraph separators,
+# and the bidirectional controls (U+202E shows "/nimda" as "/admin"); and the backslash, so
+# that a literal "\x0a" in a request cannot pass for an escaped newline.
+_LOG_ESCAPES = (
+    {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    | {
+        code: f"\\u{code:04x}"
+        for code in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F))
+    }
+    | {code: f"\\u{code:04x}" for code in range(0x2066, 0x206A)}
+    | {ord("\\"): "\\\\"}
+)
 
 
 def escape_for_log(text: str) -> str:
     """``text`` from a request (a path, a header, a user name) made safe for one log line.
 
-    Control characters become ``\\xNN`` escapes (``\\u2028``/``\\u2029`` for the Unicode
-    line separators): ``GET /a%0aINFO forged`` is logged as ``/a\\x0aINFO forged``, one line
-    whatever the request sent. Everything else is left as it is. fastkit escapes what it logs
-    of a request; use it for your own log lines too.
+    Control characters become ``\\xNN`` escapes (``\\uNNNN`` for the Unicode line
+    separators and bidirectional controls) and a backslash is doubled:
+    ``GET /a%0aINFO forged`` is logged as ``/a\\x0aINFO forged``, one line whatever the
+    request sent, and no escape can be faked. Everything else is left as it is. fastkit
+    escapes what it logs of a request; use it for your own log lines too.
 
     Example:
         ```python
         logger.info("Search for %s", escape_for_log(request.query_params.get("q", "")))
         ```
     """
-    if text.isascii() and text.isprintable():  # the usual case: nothing to do
+    if text.isascii() and text.isprintable() and "\\" not in text:  # the usual case
         return text
     return text.translate(_LOG_ESCAPES)
 

@@ -324,3 +324,12 @@ def test_printable_paths_are_logged_unchanged(caplog: pytest.LogCaptureFixture) 
         TestClient(app).get("/items/caf%C3%A9")  # 422: not an int
     [record] = access_records(caplog)
     assert record.path == "/items/café"  # type: ignore[attr-defined]
+
+
+def test_a_client_address_from_a_proxy_header_is_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn's --proxy-headers copy X-Forwarded-For into the scope's client as is."""
+    app = fastkit.setup(FastAPI())
+    with caplog.at_level(logging.INFO):
+        TestClient(app, client=("1.2.3.4\x85INFO forged", 5000)).get("/nope")
+    [record] = access_records(caplog)
+    assert record.client == "1.2.3.4\\x85INFO forged:5000"  # type: ignore[attr-defined]

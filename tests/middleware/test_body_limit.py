@@ -6,11 +6,14 @@ proof (memory and time under 100 MB posts) is in tests/middleware/test_body_limi
 No ``from __future__ import annotations``: FastAPI evaluates the endpoints' annotations.
 """
 
-from collections.abc import Iterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, UploadFile
+from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
@@ -242,3 +245,63 @@ def test_bad_sizes_are_refused_at_construction(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_body_size"):
         fastkit.setup(app, max_body_size=bad)
     assert app.user_middleware == []  # a refused setup leaves the app as it was
+
+
+def test_a_streamed_answer_to_a_refused_body_is_a_clean_413(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Starlette's streaming responses read the request beside the stream (to notice a
+    disconnect): a declared body over the limit gets the 413, not a 200 cut short with an
+    error logged at every request."""
+    app = FastAPI()
+
+    @app.get("/events")
+    async def events() -> StreamingResponse:
+        async def lines() -> AsyncIterator[bytes]:
+            for i in range(3):
+                yield b"data: %d\n\n" % i
+                await asyncio.sleep(0.01)
+
+        return StreamingResponse(lines(), media_type="text/event-stream")
+
+    fastkit.setup(app, max_body_size=100)
+    with caplog.at_level(logging.WARNING), TestClient(app) as client:
+        refused = client.request("GET", "/events", content=b"x" * 1000)
+        ok = client.get("/events")
+    assert_too_large(refused, 100)
+    assert ok.text == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_route_limits_hold_without_a_default() -> None:
+    with TestClient(build(max_body_size=None)) as client:
+        assert_too_large(client.post("/tiny", content=b"0123456789!"), 10)
+        assert client.post("/raw", content=b"x" * (2 * MiB)).json() == {"length": 2 * MiB}
+
+
+def test_a_limit_inside_a_dependency_does_not_override_the_routes_own() -> None:
+    def uploader(_: Annotated[None, Depends(BodyLimit(50 * MiB))]) -> str:
+        return "ann"
+
+    app = FastAPI()
+
+    @app.post("/small", dependencies=[Depends(BodyLimit(100))])
+    async def small(request: Request, user: Annotated[str, Depends(uploader)]) -> int:
+        return len(await request.body())
+
+    @app.post("/via-dependency")
+    async def via_dependency(request: Request, user: Annotated[str, Depends(uploader)]) -> int:
+        return len(await request.body())
+
+    fastkit.setup(app)
+    with TestClient(app) as client:
+        assert_too_large(client.post("/small", content=b"x" * 101), 100)
+        # With nothing on the route itself, the dependency's limit applies.
+        assert client.post("/via-dependency", content=b"x" * (2 * MiB)).json() == 2 * MiB
+
+
+def test_a_413_closes_the_connection(client: TestClient) -> None:
+    """The server need not read, and throw away, the rest of the body."""
+    response = client.post("/raw", content=b"x" * (MiB + 1))
+    assert response.status_code == 413
+    assert response.headers["connection"] == "close"

@@ -191,6 +191,9 @@ def test_websockets_pass_through() -> None:
     "options",
     [
         {"frame_options": "DENY\r\nSet-Cookie: x=1"},
+        {"referrer_policy": "no-referrer\x0bX: y"},
+        {"referrer_policy": " no-referrer"},
+        {"cross_origin_opener_policy": "same-origin\x85"},
         {"content_security_policy": ""},
         {"hsts_max_age": -1},
         {"hsts_max_age": True},

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,7 +52,8 @@ class _BodyTooLarge(HTTPException):
     (it turns other errors into 400), and any error handler can answer it."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, _message(limit))
+        # Connection: close: the server need not read (and throw away) the rest.
+        super().__init__(413, _message(limit), headers={"Connection": "close"})
         self.limit = limit
 
 
@@ -140,50 +142,86 @@ class BodyLimitMiddleware:
             return
         limit: Any = _UNSET
         received = 0
-        started = False
+        started = False  # the app's answer has begun
+        refused: _BodyTooLarge | None = None  # raised from receive
+        answered = False  # this layer sent the 413 itself
 
         async def limited_receive() -> Message:
-            nonlocal limit, received
+            nonlocal limit, received, refused
             if limit is _UNSET:  # the first read: the route is known by now
                 limit = self.limit_for(scope)
                 if limit is not None:
                     declared = _content_length(scope)
                     if declared is not None and declared > limit:
-                        raise _BodyTooLarge(limit)
-            message = await receive()
-            if limit is not None and message["type"] == "http.request":
+                        refused = _BodyTooLarge(limit)
+            if refused is None:
+                message = await receive()
+                if limit is None or message["type"] != "http.request":
+                    return message
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge(limit)
-            return message
+                if received <= limit:
+                    return message
+                refused = _BodyTooLarge(limit)
+            if started:
+                # Too late for a 413: as if the client had gone (a streamed answer stops).
+                return {"type": "http.disconnect"}
+            raise refused
 
-        async def send_started(message: Message) -> None:
-            nonlocal started
+        async def send_checked(message: Message) -> None:
+            nonlocal started, answered
+            if (
+                refused is not None
+                and not started
+                and (message["type"] != "http.response.start" or message["status"] != 413)
+            ):
+                # The body was refused, but an answer other than the 413 comes (a streamed
+                # one, started beside the read that was refused): the 413 goes instead,
+                # whole, though the task sending it is being cancelled.
+                if not answered:
+                    answered = True
+                    with anyio.CancelScope(shield=True):
+                        await self._too_large(scope, receive, send, refused)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_started)
-        except _BodyTooLarge as exc:
-            if started:
+            await self.app(scope, limited_receive, send_checked)
+        except Exception as exc:
+            if answered:
+                return  # the app unwinding after the 413 went out ("response already started")
+            if refused is None or started or not _caused_by(exc, _BodyTooLarge):
                 raise
-            response = render_error(Request(scope), ContentTooLarge(str(exc.detail)))
-            await response(scope, receive, send)
+            # Read where no exception handler sees it (a middleware reading the body).
+            await self._too_large(scope, receive, send, refused)
+
+    @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send, exc: _BodyTooLarge) -> None:
+        too_large = ContentTooLarge(str(exc.detail), headers=exc.headers)
+        await render_error(Request(scope), too_large)(scope, receive, send)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` is a ``kind``, or an exception group (a task group's) holding one."""
+    if isinstance(exc, kind):
+        return True
+    inner = getattr(exc, "exceptions", None)
+    return isinstance(inner, (list, tuple)) and any(_caused_by(e, kind) for e in inner)
 
 
 def _declared_limit(route: Any) -> Any:
-    """The last `BodyLimit` among a route's dependencies (its routers' come first, then
-    its own), or _UNSET."""
-    found: Any = _UNSET
+    """The route's `BodyLimit`, or _UNSET: among those declared on the route and its
+    routers (``dependencies=[...]``; the routers' come first, the route's last, and the last
+    wins), else among those of their dependencies, level by level."""
     dependant = getattr(route, "dependant", None)
-    pending = [dependant] if dependant is not None else []
-    while pending:  # depth first, in declaration order
-        current = pending.pop(0)
-        if isinstance(current.call, BodyLimit):
-            found = current.call.max_size
-        pending[:0] = current.dependencies
-    return found
+    level = list(dependant.dependencies) if dependant is not None else []
+    while level:
+        found = [d.call.max_size for d in level if isinstance(d.call, BodyLimit)]
+        if found:
+            return found[-1]
+        level = [sub for d in level for sub in d.dependencies]
+    return _UNSET
 
 
 def may_have_body(scope: Scope) -> bool:

@@ -345,7 +345,7 @@ _CLIENT_TEXT: dict[object, str] = {}
 
 def _client_text(client: Sequence[object]) -> str:
     """``"host:port"`` for a scope's ``client``, remembered for hashable ones (bounded)."""
-    text = f"{client[0]}:{client[1]}"
+    text = escape_for_log(f"{client[0]}:{client[1]}")  # a proxy header may have set it
     try:
         if len(_CLIENT_TEXT) >= 1024:
             _CLIENT_TEXT.clear()

@@ -56,9 +56,14 @@ _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL | re.IGNORECAS
 _DOCS_PAGE_LIMIT = 1024 * 1024  # a docs page larger than this is passed on unhashed
 
 
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]([\t \x21-\x7e]*[\x21-\x7e])?")  # RFC 9110 5.5
+
+
 def _header_value(value: str, name: str) -> bytes:
-    if not isinstance(value, str) or not value or "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must be a one-line header value, got {value!r}.")
+    if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
+        raise ValueError(
+            f"{name} must be a header value of visible ASCII characters and spaces, got {value!r}."
+        )
     return value.encode("latin-1")
 
 
