@@ -57,6 +57,7 @@ import fastkit
 
 ITEM = {"id": 1, "name": "widget", "price": 9.99, "in_stock": True}
 OURS = ("x-request-id", "x-process-time", "server-timing")
+SECURITY = ("x-content-type-options", "content-security-policy")
 
 
 class DiscardHandler(logging.Handler):
@@ -101,6 +102,12 @@ def setup_nolog() -> FastAPI:
     return fastkit.setup(_app(), access_log=False)
 
 
+def setup_before_protections() -> FastAPI:
+    """setup() as it was before the request protections became defaults (issue 16)."""
+    quiet_access_log()
+    return fastkit.setup(_app(), security_headers=False, max_body_size=None)
+
+
 def seed() -> FastAPI:
     """The timing middleware as the seed app wrote it: ``@app.middleware("http")``."""
     app = _app()
@@ -126,8 +133,14 @@ def with_middleware(cls: Any) -> Callable[[], FastAPI]:
 
 CONFIGS: list[tuple[str, str, Callable[[], FastAPI], tuple[str, ...]]] = [
     ("bare", "(1) bare FastAPI", bare, ()),
-    ("setup", "(2) fastkit.setup(app) defaults", setup, OURS),
-    ("setup-nolog", "(2b) fastkit.setup(app, access_log=False)", setup_nolog, OURS),
+    ("setup", "(2) fastkit.setup(app) defaults", setup, OURS + SECURITY),
+    ("setup-nolog", "(2b) fastkit.setup(app, access_log=False)", setup_nolog, OURS + SECURITY),
+    (
+        "setup-unprotected",
+        "(2c) setup(app, security_headers=False, max_body_size=None)",
+        setup_before_protections,
+        OURS,
+    ),
     ("seed", '(3) seed @app.middleware("http") timing', seed, ("x-process-time",)),
     (
         "cid",
@@ -294,7 +307,8 @@ def wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Any) 
             if time.monotonic() > deadline:
                 sys.exit(f"{name} server did not answer within 20 s")
             time.sleep(0.1)
-    check(name, status, body, {k.lower() for k in names}, OURS if name == "setup" else ())
+    wanted = OURS + SECURITY if name == "setup" else ()
+    check(name, status, body, {k.lower() for k in names}, wanted)
 
 
 def end_to_end(args: argparse.Namespace) -> str:
