@@ -501,16 +501,17 @@ class MemoryStore:
                     if debt < 0.0:
                         debt = 0.0
                     when = now
+        # The step itself: `_gcra_one`, line for line (the property tests hold them equal).
         period, interval, limit = window.period, window.interval, window.limit
         new_debt = debt + cost * interval
+        allowed = True
+        retry_after = 0.0
         if new_debt < 0.0:
             new_debt = 0.0
         elif cost > 0 and new_debt > period * (1 + _SLACK):
-            free = period - debt
-            units = math.floor(free / interval + _SLACK)
-            units = 0 if units < 0 else limit if units > limit else units
-            reset = (units + 1) * interval - free if units < limit else 0.0
-            return _result((False, (units,), (reset if reset > 0.0 else 0.0,), new_debt - period))
+            allowed = False
+            retry_after = new_debt - period
+            new_debt = debt
         free = period - new_debt
         units = math.floor(free / interval + _SLACK)
         if units >= limit:
@@ -521,7 +522,9 @@ class MemoryStore:
             reset = (units + 1) * interval - free
             if reset < 0.0:
                 reset = 0.0
-        result = _result((True, (units,), (reset,), 0.0))
+        result = _result((allowed, (units,), (reset,), retry_after))
+        if not allowed:
+            return result
         if new_debt <= 0.0:  # a full window needs no state
             if key in data:
                 del data[key]
@@ -543,7 +546,8 @@ class MemoryStore:
         return result
 
     def _gcra_many(self, key: str, windows: Sequence[Window], cost: int) -> GCRAResult:
-        """`gcra` for several windows (or a bad argument: refused with the reason)."""
+        """`gcra` for several windows (a bad argument is refused here with the reason; one
+        window with a valid cost never comes here)."""
         _check_windows(windows, cost)
         key = self._prefix + key
         now = self.clock()
@@ -555,17 +559,11 @@ class MemoryStore:
                 state = None  # expired: as if absent (the write below replaces it)
             elif not isinstance(state, dict):
                 raise StoreError(f"The value at {key!r} is bytes, not rate-limit state.")
-        if len(windows) == 1:  # a one-window call with a bad cost: refused above
-            if state is not None and (len(state) > 1 or windows[0].field not in state):
-                return self._gcra_beside(key, state, now, windows[0], cost)
-            previous = None if state is None else state.get(windows[0].field)
-            stored: list[State | None] = [previous]
-        elif state is None:
-            stored = [None] * len(windows)
+        if state is None:
+            stored: list[State | None] = [None] * len(windows)
+            state = {}
         else:
             stored = [state.get(window.field) for window in windows]
-        if state is None:
-            state = {}
         result, states = _gcra_step(stored, now, windows, cost)
         if not result.allowed:
             return result

@@ -103,8 +103,6 @@ class ObservabilityMiddleware:
         # that install_exception_handlers put innermost is our direct child: absorb it and
         # answer unhandled exceptions here, with the same send, saving a layer per request.
         # Exactly fastkit's responder: a subclass may answer differently, and keeps its layer.
-        # Layers that let every exception but their own pass unchanged and add no headers
-        # (the body limit) may stand between: the responder is taken out from under them.
         # fastkit's security headers right inside: added here, in the send wrapper this layer
         # has anyway, rather than by a layer of their own (docs pages still go through it).
         self.security: SecurityHeadersMiddleware | None = None
@@ -115,6 +113,8 @@ class ObservabilityMiddleware:
         self.body_limit: BodyLimitMiddleware | None = None
         if type(app) is BodyLimitMiddleware:
             self.body_limit = app
+        # Layers that let every exception but their own pass unchanged and add no headers
+        # (the body limit) may stand between: the responder is taken out from under them.
         self.answers_errors = False
         parent: Any = None
         child: Any = app
@@ -178,10 +178,7 @@ class ObservabilityMiddleware:
         body_limit = self.body_limit
         if body_limit is not None and not may_have_body(scope):
             app = body_limit.app  # (read each time: the error responder may be spliced out)
-        if security is not None and (
-            scope["path"] in security.docs_paths
-            or (scope.get("root_path") and security.is_docs(scope))
-        ):
+        if security is not None and security.is_docs(scope):
             app, security = security, None  # the layer itself: it hashes the page's scripts
         request_id = token = None
         if self.request_id:
