@@ -20,7 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit.errors import UnhandledErrorMiddleware
-from fastkit.middleware.body_limit import BodyLimitMiddleware, may_have_body
+from fastkit.middleware.body_limit import BodyLimitMiddleware
 from fastkit.middleware.security_headers import SecurityHeadersMiddleware
 from fastkit.request_context import (
     RESPONSE_HEADERS,
@@ -37,6 +37,7 @@ __all__ = ["ObservabilityMiddleware"]
 # Between this layer and the error responder, these change nothing the responder answers.
 _PASS_ERRORS_THROUGH: tuple[type, ...] = (BodyLimitMiddleware,)
 _FROM_CONTEXT = object()  # default for log(request_id=...): read get_request_id()
+_OURS, _SECURITY, _CONTENT_TYPE = 1, 2, 3  # what a response header is to this layer
 
 
 class ObservabilityMiddleware:
@@ -143,8 +144,17 @@ class ObservabilityMiddleware:
             timing_header.lower().encode("latin-1") if timing and timing_header else b""
         )
         own = [key for key in (self._id_key, self._time_key) if key]
-        self._own_lengths = frozenset(len(key) for key in own)
         self._own_keys = frozenset(own)
+        # What each response header name means here, looked up once per name: ours (the
+        # app set one: replace it), one of the security headers (the app's wins), or the
+        # content type (HTML gets its own policy). Names the app sends are cached as they
+        # come (bounded): one dict lookup per header, whatever its case.
+        kinds: dict[bytes, int] = dict.fromkeys(own, _OURS)
+        if self.security is not None:
+            kinds.update(dict.fromkeys(self.security.header_names, _SECURITY))
+            kinds[b"content-type"] = _CONTENT_TYPE
+        self._known_kinds = dict(kinds)  # lowercase names only
+        self._kinds = kinds
         # Only the access log is on: with a logger that keeps not even ERROR records, there
         # is nothing to do (checked per request: logging can be configured later).
         self._log_only = access_log and not (
@@ -155,12 +165,23 @@ class ObservabilityMiddleware:
         wanted = self._id_key
         for key, value in scope["headers"]:
             if key == wanted:
-                try:
-                    candidate = value.decode("ascii")
-                except UnicodeDecodeError:
-                    return None
-                return candidate if self.validator(candidate) else None
+                return self._valid(value)
         return None
+
+    def _valid(self, value: bytes) -> str | None:
+        """The incoming id ``value`` if it is one to keep."""
+        try:
+            candidate = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        return candidate if self.validator(candidate) else None
+
+    def _kind(self, name: bytes) -> int:
+        """What response header ``name`` (any case) is to this layer; see ``_kinds``."""
+        kind = self._known_kinds.get(name.lower(), 0)
+        if len(self._kinds) < 512:  # names come from the app, not the client: few
+            self._kinds[name] = kind
+        return kind
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -176,14 +197,27 @@ class ObservabilityMiddleware:
 
         app, security = self.app, self.security
         body_limit = self.body_limit
-        if body_limit is not None and not may_have_body(scope):
-            app = body_limit.app  # (read each time: the error responder may be spliced out)
+        request_id = token = None
+        if body_limit is not None or self.request_id:
+            # One pass over the request headers: the incoming id (the first one counts)
+            # and whether a body may follow (RFC 9112 6.3: HTTP/1 without Content-Length
+            # or Transfer-Encoding has none, most GETs; HTTP/2 and 3 frame bodies anyway).
+            wanted = self._id_key
+            incoming = None
+            framed = scope.get("http_version") not in ("1.1", "1.0")
+            for key, value in scope["headers"]:
+                if key == wanted:
+                    if incoming is None:
+                        incoming = value
+                elif key == b"content-length" or key == b"transfer-encoding":
+                    framed = True
+            if body_limit is not None and not framed:
+                app = body_limit.app  # nothing to count (read each time: see __init__)
+            if self.request_id:
+                request_id = (incoming is not None and self._valid(incoming)) or self.generator()
+                token = set_request_id(scope, request_id, self.request_id_header)
         if security is not None and security.is_docs(scope):
             app, security = security, None  # the layer itself: it hashes the page's scripts
-        request_id = token = None
-        if self.request_id:
-            request_id = self._incoming(scope) or self.generator()
-            token = set_request_id(scope, request_id, self.request_id_header)
         pending: dict[str, str] = {}  # add_response_headers() from deeper down
         scope[RESPONSE_HEADERS] = pending
         start = time.perf_counter()
@@ -197,14 +231,23 @@ class ObservabilityMiddleware:
                 elapsed = time.perf_counter() - start
                 status = message["status"]
                 headers = message.get("headers")
-                if type(headers) is list:
-                    lengths, keys = self._own_lengths, self._own_keys
-                    for name, _ in headers:
-                        # Length first: most names differ in length; lower() allocates.
-                        if len(name) in lengths and name.lower() in keys:
-                            headers = self._own_headers_removed(message)  # replace them
-                            break
-                else:
+                if type(headers) is not list:
+                    headers = message["headers"] = list(headers or ())
+                # One pass over the app's headers, for this layer and the security headers.
+                replace = app_set_security = is_html = False
+                kinds = self._kinds
+                for name, value in headers:
+                    what = kinds.get(name)
+                    if what is None:
+                        what = self._kind(name)
+                    if what:
+                        if what == _OURS:
+                            replace = True
+                        elif what == _SECURITY:
+                            app_set_security = True
+                        elif value[:9].lower() == b"text/html":
+                            is_html = True
+                if replace:
                     headers = self._own_headers_removed(message)
                 # Inlined rather than a helper: this runs on every response.
                 if request_id is not None:
@@ -218,7 +261,9 @@ class ObservabilityMiddleware:
                     for name, value in pending.items():
                         headers.append((name.encode("latin-1"), value.encode("latin-1")))
                 if security is not None:
-                    security.add_headers(scope, headers)
+                    security.extend_headers(
+                        scope, headers, is_html=is_html, app_set_ours=app_set_security
+                    )
             await send(message)
             if kind == "http.response.body" and not message.get("more_body"):
                 end = time.perf_counter()
@@ -275,7 +320,10 @@ class ObservabilityMiddleware:
             request_id = get_request_id()
         client = scope.get("client")
         # One request, one line: control characters in the path are escaped (%0a...).
-        method, path = escape_for_log(scope["method"]), escape_for_log(scope["path"])
+        method = scope["method"]
+        if method not in _METHODS:
+            method = escape_for_log(method)
+        path = escape_for_log(scope["path"])
         args = (method, path, status, duration_ms)
         client_text = None
         if client:
@@ -326,7 +374,10 @@ class ObservabilityMiddleware:
         attrs["duration_ms"] = duration
         attrs["request_id"] = request_id
         attrs["client"] = client_text
-        logger.handle(record)
+        if logger.filters or logger.disabled:
+            logger.handle(record)
+        else:  # what Logger.handle does with no filters, one call less
+            logger.callHandlers(record)
 
 
 _MESSAGE = "%s %s %d %.2fms"
@@ -338,6 +389,7 @@ del _probe
 _PATHNAME = __file__
 _FILENAME = os.path.basename(__file__)
 _CLIENT_TEXT: dict[object, str] = {}
+_METHODS = frozenset(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 
 
 def _client_text(client: Sequence[object]) -> str:

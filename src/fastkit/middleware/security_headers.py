@@ -151,7 +151,8 @@ class SecurityHeadersMiddleware:
             else None
         )
         self.docs_paths = frozenset(docs_paths)
-        self._names = frozenset(
+        # Every header this middleware may send (lowercase), to tell whether the app set one.
+        self.header_names = frozenset(
             [name for name, _ in self._always] + [self._hsts[0], b"content-security-policy"]
         )
         self._with_hsts = (
@@ -185,21 +186,43 @@ class SecurityHeadersMiddleware:
     def add_headers(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
         """Add the headers for an answer to ``scope`` (not a docs page) to ``headers``.
 
-        The app's own headers win: one it set is not added again. `ObservabilityMiddleware`
-        calls this when it wraps this middleware, instead of a layer of its own.
+        The app's own headers win: one it set is not added again.
+        """
+        names = self.header_names
+        is_html = app_set_ours = False
+        for name, value in headers:
+            if name in names:
+                app_set_ours = True
+            elif name == b"content-type" and value[:9].lower() == b"text/html":
+                is_html = True
+        self.extend_headers(scope, headers, is_html=is_html, app_set_ours=app_set_ours)
+
+    def extend_headers(
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        is_html: bool,
+        app_set_ours: bool,
+    ) -> None:
+        """`add_headers` for a caller that has looked at ``headers`` already.
+
+        `ObservabilityMiddleware` calls this when it wraps this middleware, instead of a
+        layer of its own, from the one loop over the response headers it makes anyway.
+
+        Args:
+            scope: The request's scope.
+            headers: The response headers, extended in place.
+            is_html: The answer's ``Content-Type`` is ``text/html``.
+            app_set_ours: The app set one of these headers itself (it wins).
         """
         hsts = self.hsts if self.hsts is not None else scope.get("scheme") == "https"
         # The headers of an API answer and of an HTML one, worked out once (see __init__).
         api, html = self._with_hsts if hsts else self._without_hsts
-        names = self._names
-        is_html = False
-        for name, value in headers:
-            if name in names:  # the app set one of ours: the slow way, the others only
-                self._add(headers, api, html)
-                return
-            if name == b"content-type" and value[:9].lower() == b"text/html":
-                is_html = True
-        headers.extend(html if is_html else api)
+        if app_set_ours:  # the slow way: only the others
+            self._add(headers, api, html)
+        else:
+            headers.extend(html if is_html else api)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
