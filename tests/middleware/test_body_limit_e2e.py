@@ -63,13 +63,17 @@ def post_huge(port: int, *, chunked: bool) -> tuple[float, int, bytes, int]:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setblocking(False)
     start = time.monotonic()
-    sent, answer = 0, b""
+    sent, answer, writing = 0, b"", True
     pending = head + framed(b'{"text": "')
     try:
         while time.monotonic() - start < 10:
-            readable, writable, _ = select.select([sock], [sock] if sent < BODY_SIZE else [], [], 1)
+            want_write = [sock] if writing and sent < BODY_SIZE else []
+            readable, writable, _ = select.select([sock], want_write, [], 1)
             if readable:
-                chunk = sock.recv(65536)
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    break
                 if not chunk:
                     break
                 answer += chunk
@@ -83,7 +87,9 @@ def post_huge(port: int, *, chunked: bool) -> tuple[float, int, bytes, int]:
                 try:
                     pending = pending[sock.send(pending) :]
                 except (BrokenPipeError, ConnectionResetError):
-                    break
+                    # The server closed after answering: the answer may be waiting unread.
+                    writing = False  # stop sending; keep reading until it comes or ends
+                    continue
                 if not pending:
                     pending = piece
                     sent += len(PIECE)

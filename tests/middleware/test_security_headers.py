@@ -121,6 +121,40 @@ def test_the_apps_own_headers_win_and_are_not_repeated() -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+async def raw_asgi(scope: Any, receive: Any, send: Any) -> None:
+    """A mounted ASGI app that sends header names in mixed case, as ASGI allows."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"Content-Type", b"text/html; charset=utf-8"),
+                (b"X-Frame-Options", b"SAMEORIGIN"),
+                (b"X-Request-ID", b"from-the-app"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"<p>raw</p>"})
+
+
+@pytest.mark.parametrize("own_layer", [False, True], ids=["setup", "own layer"])
+def test_a_raw_asgi_apps_mixed_case_headers_are_recognised(own_layer: bool) -> None:
+    """Its X-Frame-Options wins, its Content-Type makes the HTML policy, and its own
+    X-Request-ID is replaced by the request's id: nothing is sent twice."""
+    app = FastAPI()
+    app.mount("/raw", raw_asgi)
+    if own_layer:
+        app.add_middleware(SecurityHeadersMiddleware)
+    else:
+        fastkit.setup(app)
+    response = client(app).get("/raw/page", headers={"X-Request-ID": "abc-1"})
+    assert response.headers.get_list("x-frame-options") == ["SAMEORIGIN"]
+    assert response.headers["content-security-policy"] == HTML_CONTENT_SECURITY_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff"
+    if not own_layer:
+        assert response.headers.get_list("x-request-id") == ["abc-1"]
+
+
 def script_hashes(html: str) -> list[str]:
     scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
     return [

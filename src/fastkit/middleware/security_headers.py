@@ -191,6 +191,7 @@ class SecurityHeadersMiddleware:
         names = self.header_names
         is_html = app_set_ours = False
         for name, value in headers:
+            name = name.lower()  # ASGI allows any case
             if name in names:
                 app_set_ours = True
             elif name == b"content-type" and value[:9].lower() == b"text/html":
