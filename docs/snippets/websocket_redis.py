@@ -6,8 +6,11 @@ from fastapi import FastAPI, WebSocket
 
 from fastkit.websocket import ConnectionManager, RedisBroker
 
-# Every worker subscribes to the same channel and delivers to its own clients.
-broker = RedisBroker(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+# Every worker subscribes to the same channel and delivers to its own clients; messages
+# are signed with a key derived from the secret all workers share.
+broker = RedisBroker(
+    os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), secret=os.environ["SECRET_KEY"]
+)
 manager = ConnectionManager(broker=broker)
 
 

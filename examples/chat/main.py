@@ -50,6 +50,7 @@ logger = logging.getLogger("chat")
 
 ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 MAX_TEXT = 1000  # characters in one chat message
+MAX_SOCKETS_PER_USER = 5  # open sockets of one user in one worker (tabs, rooms)
 PAGE = Path(__file__).parent / "static" / "index.html"
 
 # argon2's defaults (64 MiB, 3 passes) in production; these small costs keep the demo quick.
@@ -119,17 +120,21 @@ def create_app(
     secret = secret or os.environ.get("JWT_SECRET") or None
     random_secret = secret is None
     # No known fallback: a secret in the source lets anyone who reads it forge tokens.
-    tokens = TokenService(secret=secrets.token_hex(32) if secret is None else secret)
+    tokens_secret = secrets.token_hex(32) if secret is None else secret
+    tokens = TokenService(secret=tokens_secret)
     broker: Broker
     revocation: RevocationStore
     if redis_url:
-        broker = RedisBroker(redis_url, channel=channel)
+        broker = RedisBroker(redis_url, secret=tokens_secret, channel=channel)
         revocation = RedisRevocationStore(redis_url)
     else:
         broker = MemoryBroker()
         revocation = MemoryRevocationStore()
     auth = JWTAuth(tokens, user_loader=load_user, revocation=revocation)
-    manager = ConnectionManager(broker=broker)
+    # Caps per worker: a user may keep a few tabs open, not open sockets without end.
+    manager = ConnectionManager(
+        broker=broker, max_connections=10_000, max_connections_per_user=MAX_SOCKETS_PER_USER
+    )
     CurrentUser = Annotated[User, Depends(auth.current_user)]
     WSUser = Annotated[WebSocketAuth, Depends(websocket_token(auth))]
     Room = Annotated[str, PathParam(pattern=ROOM_PATTERN)]
@@ -174,7 +179,9 @@ def create_app(
     async def chat(websocket: WebSocket, room: Room, who: WSUser) -> None:
         name = who.user.username
         # A random client id (the default): one user may be in several tabs and rooms.
-        async with manager.connect(websocket, rooms=[room], subprotocol=who.subprotocol) as conn:
+        async with manager.connect(
+            websocket, rooms=[room], subprotocol=who.subprotocol, user_id=who.claims.sub
+        ) as conn:
             await manager.send(conn.id, {"type": "welcome", "room": room, "user": name})
             await manager.broadcast(
                 {"type": "joined", "room": room, "user": name, "at": now()},

@@ -110,7 +110,9 @@ def test_every_page_is_in_the_nav() -> None:
 
 
 @pytest.mark.parametrize("name", SNIPPET_NAMES)
-def test_snippet_defines_a_fastapi_app(name: str) -> None:
+def test_snippet_defines_a_fastapi_app(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a snippet reads from the environment, as the page tells the reader to set it.
+    monkeypatch.setenv("SECRET_KEY", "a-snippet-test-secret-of-32-bytes-0123456789")
     assert isinstance(load(name).app, FastAPI)
 
 

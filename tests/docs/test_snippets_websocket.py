@@ -93,8 +93,12 @@ def test_hello_then_a_poke_from_an_http_route(snippet: ModuleType) -> None:
 # --- websocket_redis.py: one broker per worker, from REDIS_URL -----------------------------
 
 
+BROKER_SECRET = "fastkit-docs-broker-secret-0123456789"
+
+
 def test_redis_broker_is_built_from_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6399/3")
+    monkeypatch.setenv("SECRET_KEY", BROKER_SECRET)
     snippet = load("websocket_redis")
     assert isinstance(snippet.broker, RedisBroker)
     assert snippet.manager.broker is snippet.broker
@@ -103,6 +107,7 @@ def test_redis_broker_is_built_from_redis_url(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.skipif(REDIS_URL is None, reason="FASTKIT_TEST_REDIS_URL is not set")
 def test_redis_reaches_clients_of_another_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", str(REDIS_URL))
+    monkeypatch.setenv("SECRET_KEY", BROKER_SECRET)
     worker_a, worker_b = load("websocket_redis"), load("websocket_redis")
     worker_a.broker.channel = worker_b.broker.channel = f"fastkit-docs-{uuid.uuid4().hex}"
     with (

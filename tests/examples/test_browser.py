@@ -149,6 +149,35 @@ def test_wrong_password_shows_an_error(browser: Browser, chat_server: Server) ->
         page.context.close()
 
 
+REFUSED_JS = """async ([url, protocols]) => await new Promise((resolve) => {
+  const socket = new WebSocket(url, protocols);
+  socket.addEventListener("close", (event) =>
+    resolve({code: event.code, reason: event.reason, opened: socket.protocol}));
+})"""
+
+
+@pytest.mark.parametrize(
+    ("protocols", "reason"),
+    [
+        pytest.param([], "Missing token", id="no-token"),
+        pytest.param(["bearer", "not.a.jwt"], "Invalid or expired token", id="bad-token"),
+        pytest.param(["not.a.jwt"], "Invalid or expired token", id="bad-token-alone"),
+    ],
+)
+def test_a_refused_websocket_tells_the_page_why(
+    browser: Browser, chat_server: Server, protocols: list[str], reason: str
+) -> None:
+    """The CloseEvent has 1008 and the reason, not the 1006 of a failed handshake."""
+    page = open_page(browser)
+    try:
+        page.goto(chat_server.base_url)
+        url = chat_server.base_url.replace("http://", "ws://") + "/ws/lobby"
+        closed = page.evaluate(REFUSED_JS, [url, protocols])
+    finally:
+        page.context.close()
+    assert (closed["code"], closed["reason"]) == (1008, reason)
+
+
 # --- Swagger UI's Authorize flow ---------------------------------------------------------------
 
 TODO_USER = ("browser", "browser-password-123")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -10,11 +11,11 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketTestSession
+from starlette.testclient import WebSocketDenialResponse, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from examples.chat import main
-from examples.chat.main import create_app
+from examples.chat.main import MAX_SOCKETS_PER_USER, create_app
 from fastkit.websocket import ConnectionManager, MemoryBroker, RedisBroker
 
 PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "christmas"}
@@ -148,9 +149,25 @@ def test_bad_message_is_answered_and_the_socket_stays(client: TestClient, messag
         assert alice.receive_json()["text"] == "still open"
 
 
+BROWSER = {"Origin": "http://testserver"}
+
+
 def refusal(client: TestClient, url: str, **kwargs: Any) -> WebSocketDisconnect:
-    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(url, **kwargs):
-        pass
+    """How a browser (it sends ``Origin``) is refused: accepted, then closed with the code
+    and reason its ``CloseEvent`` shows. Other clients get the HTTP answer (see below)."""
+    # A copy: TestClient adds the handshake headers to the dict it is given.
+    with (
+        client.websocket_connect(url, headers={**BROWSER}, **kwargs) as ws,
+        pytest.raises(WebSocketDisconnect) as refused,
+    ):
+        ws.receive_text()
+    return refused.value
+
+
+def denial(client: TestClient, url: str, **kwargs: Any) -> WebSocketDenialResponse:
+    """How a client without ``Origin`` is refused: an HTTP answer with the envelope."""
+    with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect(url, **kwargs):
+        pass  # pragma: no cover - refused before accept
     return refused.value
 
 
@@ -177,6 +194,9 @@ def test_bad_token_is_refused_1008(
     assert isinstance(kwargs, dict)
     refused = refusal(client, "/ws/lobby", **kwargs)
     assert (refused.code, refused.reason) == (1008, reason)
+    answer = denial(client, "/ws/lobby", **kwargs)
+    assert answer.status_code == 401
+    assert answer.json() == {"code": 401, "message": reason, "data": None}
     assert manager_of(client).rooms() == []
 
 
@@ -190,8 +210,27 @@ def test_logged_out_token_is_refused_1008(client: TestClient) -> None:
 
 @pytest.mark.parametrize("room", ["has space", "x" * 33, "dots.not.allowed"])
 def test_bad_room_name_is_refused(client: TestClient, room: str) -> None:
-    refused = refusal(client, f"/ws/{room}", subprotocols=[login(client, "alice")])
+    token = login(client, "alice")
+    refused = refusal(client, f"/ws/{room}", subprotocols=[token])
     assert refused.code == 1008
+    assert refused.reason.startswith("Invalid room: ")
+    assert denial(client, f"/ws/{room}", subprotocols=[token]).status_code == 422
+
+
+def test_one_user_may_hold_a_few_sockets_not_more(client: TestClient) -> None:
+    token = login(client, "alice")
+    with contextlib.ExitStack() as stack:
+        for _ in range(MAX_SOCKETS_PER_USER):
+            ws = stack.enter_context(client.websocket_connect("/ws/lobby", subprotocols=[token]))
+            assert ws.receive_json()["type"] == "welcome"
+        answer = denial(client, "/ws/lobby", subprotocols=[token])
+        assert (answer.status_code, answer.json()["message"]) == (
+            429,
+            "Too many connections for this user",
+        )
+        other = login(client, "bob")
+        with client.websocket_connect("/ws/lobby", subprotocols=[other]) as bob:
+            assert bob.receive_json()["type"] == "welcome"
 
 
 def test_redis_url_selects_the_redis_broker() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.uvicorn_support import free_port
 
@@ -172,12 +172,27 @@ def test_the_random_secret_is_warned_about_in_the_server_output(server: Server) 
     "subprotocols",
     [pytest.param(None, id="no-token"), pytest.param(["a.b.c"], id="bad-token")],
 )
-def test_bad_token_fails_the_handshake(server: Server, subprotocols: list[str] | None) -> None:
+def test_bad_token_is_refused_with_a_readable_answer(
+    server: Server, subprotocols: list[str] | None
+) -> None:
+    reason = "Missing token" if subprotocols is None else "Invalid or expired token"
+
     async def attempt() -> None:
-        # Refused before accept: uvicorn answers the handshake with HTTP 403.
+        # A client without Origin: refused before accept with HTTP 401 and the envelope.
         with pytest.raises(InvalidStatus) as refused:
             await connect(f"{server.ws_url}/ws/lobby", subprotocols=subprotocols)
-        assert refused.value.response.status_code == 403
+        response = refused.value.response
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert json.loads(response.body) == {"code": 401, "message": reason, "data": None}
+        # With Origin, as a browser: accepted, then closed with 1008 and the reason.
+        async with connect(
+            f"{server.ws_url}/ws/lobby", subprotocols=subprotocols, origin=server.base_url
+        ) as ws:
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+        assert ws.close_code == 1008
+        assert ws.close_reason == reason
 
     asyncio.run(attempt())
 

@@ -2,7 +2,9 @@
 
 Each case must get what websocket.md documents: an error frame with the connection kept
 open, or the close code (1008 refused handshake, 1009 message too big), with the server's
-connection table left empty. The HTTP table is in ``test_todo_malformed.py``.
+connection table left empty. A refused handshake is tried twice: as a client without
+``Origin`` (an HTTP 401 or 422 with the envelope) and as a browser (accepted, then closed
+with 1008 and the reason). The HTTP table is in ``test_todo_malformed.py``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from examples.chat.main import MAX_TEXT
@@ -56,8 +59,9 @@ def subprotocol(case_id: str, *offered: str, reason: str = INVALID_TOKEN) -> Par
     return refused(case_id, subprotocols=offered, reason=reason)
 
 
-def cookie(case_id: str, value: str, reason: str = INVALID_TOKEN) -> ParameterSet:
-    return refused(case_id, headers=(("Cookie", value),), reason=reason)
+def cookie(case_id: str, value: str) -> ParameterSet:
+    """The chat reads no cookie (a browser would send it from any site): never a token."""
+    return refused(case_id, headers=(("Cookie", value),), reason="Missing token")
 
 
 def room(case_id: str, name: str) -> ParameterSet:
@@ -125,12 +129,13 @@ WEBSOCKET = [
     refused("ws-query-unicode", url="/ws/lobby?token=%C3%A9.%C3%A9.%C3%A9"),
     refused("ws-query-nul", url="/ws/lobby?token=%00"),
     refused("ws-query-sql-injection", url="/ws/lobby?token=%27%20OR%201%3D1%20--"),
-    cookie("ws-cookie-empty", "access_token=", reason="Missing token"),
+    cookie("ws-cookie-valid-token", "access_token=@ACCESS@"),
+    cookie("ws-cookie-empty", "access_token="),
     cookie("ws-cookie-garbage", "access_token=garbage"),
     cookie("ws-cookie-expired", "access_token=@EXPIRED@"),
     cookie("ws-cookie-refresh-token", "access_token=@REFRESH@"),
     cookie("ws-cookie-unknown-kid", "access_token=@UNKNOWN_KID@"),
-    cookie("ws-cookie-malformed-header", "=;;access_token;==", reason="Missing token"),
+    cookie("ws-cookie-malformed-header", "=;;access_token;=="),
     room("ws-room-space", "has%20space"),
     room("ws-room-33-chars", "x" * 33),
     room("ws-room-dots", "dots.not.allowed"),
@@ -167,11 +172,26 @@ def test_websocket_case(case: FrameCase | HandshakeCase, chat: ChatWorld) -> Non
         kwargs: dict[str, Any] = {"headers": dict(fill(case.headers, chat.values))}
         if case.subprotocols:
             kwargs["subprotocols"] = list(fill(case.subprotocols, chat.values))
+        # A client without Origin: an HTTP answer with the envelope, before accept.
         with (
-            pytest.raises(WebSocketDisconnect) as refusal,
+            pytest.raises(WebSocketDenialResponse) as denial,
             chat.client.websocket_connect(url, **kwargs),
         ):
             pytest.fail("the handshake was accepted")
+        answer = denial.value
+        assert answer.status_code == (422 if case.reason is None else 401)
+        assert answer.json()["code"] == answer.status_code
+        if case.reason is not None:
+            assert answer.json()["message"] == case.reason
+        assert_no_leak(answer.text)
+        _still_serving(chat)
+        # A browser (Origin): accepted, then closed with the code and the reason.
+        headers = {**kwargs.pop("headers"), "Origin": "http://testserver"}
+        with (
+            chat.client.websocket_connect(url, headers=headers, **kwargs) as ws,
+            pytest.raises(WebSocketDisconnect) as refusal,
+        ):
+            ws.receive_text()
         assert refusal.value.code == case.code
         if case.reason is not None:
             assert refusal.value.reason == case.reason

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.anyio
 REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
 NO_REDIS = "FASTKIT_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+SECRET = "fastkit-broker-tests-secret-0123456789"
 
 
 def named(url: str, client_name: str) -> str:
@@ -64,7 +65,9 @@ async def workers() -> AsyncIterator[Workers]:
         pytest.skip(NO_REDIS)
     suffix = uuid.uuid4().hex
     channel, client_name = f"fastkit-test:ws:{suffix}", f"fastkit-test-ws-{suffix}"
-    brokers = [RedisBroker(named(REDIS_URL, client_name), channel=channel) for _ in range(2)]
+    brokers = [
+        RedisBroker(named(REDIS_URL, client_name), secret=SECRET, channel=channel) for _ in range(2)
+    ]
     a, b = (ConnectionManager(broker=broker) for broker in brokers)
     admin = redis.asyncio.Redis.from_url(REDIS_URL)
     try:
@@ -92,22 +95,24 @@ async def workers() -> AsyncIterator[Workers]:
 )
 def test_redis_broker_needs_url_or_client(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="either url= or client="):
-        RedisBroker(**kwargs)  # type: ignore[arg-type]
+        RedisBroker(**kwargs, secret=SECRET)  # type: ignore[arg-type]
 
 
 def test_brokers_satisfy_the_protocol() -> None:
     assert isinstance(MemoryBroker(), Broker)
-    assert isinstance(RedisBroker(DEAD_REDIS_URL), Broker)
+    assert isinstance(RedisBroker(DEAD_REDIS_URL, secret=SECRET), Broker)
 
 
 def test_the_default_channel() -> None:
-    assert RedisBroker(DEAD_REDIS_URL).channel == "fastkit:websocket"
+    assert RedisBroker(DEAD_REDIS_URL, secret=SECRET).channel == "fastkit:websocket"
 
 
 async def test_unreachable_redis_drops_messages_without_raising(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    manager = ConnectionManager(broker=RedisBroker(DEAD_REDIS_URL, publish_timeout=5))
+    manager = ConnectionManager(
+        broker=RedisBroker(DEAD_REDIS_URL, secret=SECRET, publish_timeout=5)
+    )
     peer = Peer()
     with caplog.at_level(logging.WARNING, logger="fastkit.websocket"):
         try:
@@ -181,7 +186,9 @@ async def test_the_broker_resubscribes_after_its_connection_is_killed(workers: W
 async def test_a_client_passed_in_is_left_open(workers: Workers) -> None:
     assert REDIS_URL is not None
     client = redis.asyncio.Redis.from_url(REDIS_URL)
-    manager = ConnectionManager(broker=RedisBroker(client=client, channel=workers.channel))
+    manager = ConnectionManager(
+        broker=RedisBroker(client=client, secret=SECRET, channel=workers.channel)
+    )
     try:
         peer = Peer()
         async with sessions(manager, own=peer), sessions(workers.a, a1=(a1 := Peer())):
@@ -191,3 +198,54 @@ async def test_a_client_passed_in_is_left_open(workers: Workers) -> None:
         assert await client.ping() is True
     finally:
         await client.aclose()
+
+
+# --- signed messages ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret", [pytest.param("short", id="short"), pytest.param(b"x" * 31, id="31-bytes")]
+)
+def test_a_short_secret_is_refused(secret: str | bytes) -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        RedisBroker(DEAD_REDIS_URL, secret=secret)
+
+
+def forged_messages() -> list[bytes]:
+    """What someone with access to the channel but not the secret might publish."""
+    body = json.dumps(
+        {
+            "op": "broadcast",
+            "room": None,
+            "exclude": [],
+            "message": {"kind": "text", "value": "pwn"},
+        }
+    ).encode()
+    other = RedisBroker(DEAD_REDIS_URL, secret="another-secret-of-32-bytes-0123456789")
+    return [
+        body,  # the old, unsigned format
+        b"0" * 64 + b"." + body,  # a made-up signature
+        other._sign(body),  # signed with another secret
+        b"." + body,
+        b"",
+    ]
+
+
+async def test_messages_without_a_valid_signature_are_dropped_and_logged(
+    workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    a1, b1 = Peer(), Peer()
+    with caplog.at_level(logging.WARNING, logger="fastkit.websocket"):
+        async with sessions(workers.a, a1=a1), sessions(workers.b, b1=b1):
+            for forged in forged_messages():
+                await workers.admin.publish(workers.channel, forged)
+            await workers.a.broadcast("signed")  # after the forged ones, on the same channel
+            await eventually(lambda: texts(a1) == texts(b1) == ["signed"])
+    dropped = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "fastkit.websocket" and "without a valid signature" in r.getMessage()
+    ]
+    # One warning per worker (then at most one per 10 s), naming the channel.
+    assert len(dropped) == 2
+    assert all(workers.channel in message for message in dropped)

@@ -407,7 +407,7 @@ def test_duplicate_client_id_is_refused_with_1008() -> None:
     with TestClient(harness.app) as client, joined(client, "/ws/ann?rooms=a") as ann:
         with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/ws/ann"):
             pass  # pragma: no cover - refused before accept
-        assert (refused.value.code, refused.value.reason) == (1008, "client id already connected")
+        assert (refused.value.code, refused.value.reason) == (1008, "Client id already connected")
         # The first connection is untouched.
         assert (len(harness.manager), harness.manager.clients("a")) == (1, ["ann"])
         ann.send_json("still")

@@ -259,3 +259,30 @@ async def test_a_client_that_vanishes_without_a_close_frame_is_removed(
         response = await http.post("/send/witness", json={"still": "here"})
         assert response.status_code == 200
         assert await receive_json(witness) == {"still": "here"}
+
+
+# --- shutdown: the close code clients see ---------------------------------------------------
+
+
+@pytest.mark.parametrize("ws_impl", ["websockets-sansio", "websockets"])
+async def test_a_server_shutdown_closes_clients_with_1012(tmp_path: Path, ws_impl: str) -> None:
+    """uvicorn closes open websockets with 1012 (service restart) when it stops, before the
+    lifespan's ``manager.stop()`` runs; the docs say so. A client reconnects on 1012."""
+    port = free_port()
+    log_path = tmp_path / "uvicorn.log"
+    args = ["--host", "127.0.0.1", "--port", str(port), "--ws", ws_impl, "--log-level", "warning"]
+    with uvicorn_process(
+        ["tests.websocket.uvicorn_app:app", *args],
+        log_path=log_path,
+        ready_url=f"http://127.0.0.1:{port}/ok",
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        startup_timeout=30,
+    ) as process:
+        async with connect(f"ws://127.0.0.1:{port}/ws/leaving") as ws:
+            await ws.send(json.dumps({"op": "broadcast", "i": 0, "size": 1}))
+            assert (await receive_json(ws))["i"] == 0
+            process.terminate()  # SIGTERM, as an orchestrator stops a worker
+            with pytest.raises(ws_exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), RECV_TIMEOUT)
+            assert ws.close_code == 1012, log_path.read_text(errors="replace")
+        await asyncio.to_thread(process.wait, 10)

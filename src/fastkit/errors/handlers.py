@@ -13,10 +13,11 @@ from typing import Any, Literal, cast
 
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.exceptions import WebSocketException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,7 +65,7 @@ def error_handlers_installed(app: Any) -> bool:
     return getattr(state, _STATE_KEY, None) is not None
 
 
-def _style_of(request: Request) -> str:
+def _style_of(request: HTTPConnection) -> str:
     return str(getattr(request.app.state, _STATE_KEY, "envelope"))
 
 
@@ -82,7 +83,7 @@ def add_error_headers(request: Request, headers: Mapping[str, str]) -> None:
 
 
 def _render(
-    request: Request,
+    request: HTTPConnection,
     *,
     status_code: int,
     message: str,
@@ -124,9 +125,12 @@ def _render(
 
 
 def render_error(
-    request: Request, exc: AppError, *, extra: Mapping[str, Any] | None = None
+    request: HTTPConnection, exc: AppError, *, extra: Mapping[str, Any] | None = None
 ) -> Response:
     """Render an `AppError` in the style installed on the request's app.
+
+    ``request`` may be a ``WebSocket``: the answer is then a websocket denial response
+    (see `fastkit.websocket.refuse`).
 
     ``extra`` members are added to the body beside the style's own (a protocol's fields,
     e.g. OAuth2's ``error``). Use it in your own exception handlers so that their answers
@@ -292,7 +296,10 @@ def install_exception_handlers(app: FastAPI, *, style: ErrorStyle = "envelope") 
     answered 500 with no exception text; with `RequestIDMiddleware`, the 500 carries the
     request id as a header and as ``request_id`` in the body). Unhandled exceptions are
     answered inside the app's middleware, so CORS and other headers reach 500s too.
-    OpenAPI's 422 schema is rewritten to match.
+    OpenAPI's 422 schema is rewritten to match. A websocket refused with a
+    ``WebSocketException`` (or failing validation) tells its client why, with
+    `fastkit.websocket.refuse`: a close code and reason for browsers, an HTTP answer in
+    this style for other clients.
 
     Your own handlers for your own exception types still work: register them with
     ``app.add_exception_handler`` and build their answer with `render_error`.
@@ -313,6 +320,11 @@ def install_exception_handlers(app: FastAPI, *, style: ErrorStyle = "envelope") 
     app.add_exception_handler(StarletteHTTPException, cast(_Handler, _http_exception_handler))
     app.add_exception_handler(RequestValidationError, cast(_Handler, _validation_exception_handler))
     app.add_exception_handler(Exception, _unhandled_exception_handler)
+    # A refused websocket tells its client why (a close code, or an HTTP answer).
+    from fastkit.websocket.refusals import websocket_exception_handler  # imports this module
+
+    for refused in (WebSocketException, WebSocketRequestValidationError):
+        app.add_exception_handler(refused, cast(_Handler, websocket_exception_handler))
     installed: list[object] = [m.cls for m in app.user_middleware]
     if UnhandledErrorMiddleware not in installed:
         if app.middleware_stack is not None:

@@ -9,6 +9,7 @@ from fastkit.websocket.manager import (
     Connection,
     ConnectionManager,
 )
+from fastkit.websocket.refusals import WebSocketRefused, refuse, websocket_exception_handler
 
 __all__ = [
     "CLOSE_MESSAGE_TOO_BIG",
@@ -20,5 +21,8 @@ __all__ = [
     "MemoryBroker",
     "RedisBroker",
     "WebSocketAuth",
+    "WebSocketRefused",
+    "refuse",
+    "websocket_exception_handler",
     "websocket_token",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import logging
@@ -14,10 +15,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fastkit.websocket.brokers import Broker, MemoryBroker
+from fastkit.websocket.refusals import WebSocketRefused
 
 __all__ = [
     "CLOSE_MESSAGE_TOO_BIG",
@@ -71,7 +72,15 @@ class Connection:
         self.websocket = websocket
         self.id = client_id
         self.rooms: set[str] = set()
-        self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=queue_size)
+        self.user_id: str | None = None  # connect(user_id=...): counted per user
+        # Frames waiting for the writer, at most queue_size (the one being sent is not
+        # counted); _enqueue appends and wakes the writer through _waiter if it is idle.
+        self.queue: collections.deque[Frame] = collections.deque()
+        self.queue_size = queue_size
+        self._waiter: asyncio.Future[None] | None = None
+        # Loop time at which the writer's current send began, None between sends: the
+        # manager's watchdog drops the connection once a send is older than send_timeout.
+        self._send_started: float | None = None
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None  # sends the close frame, see _drop
         self.closed = False
@@ -102,9 +111,13 @@ class ConnectionManager:
         close_timeout: Seconds the close frame of a dropped client may wait for the client
             to read its buffered messages; after that the handler returns and the server
             closes the socket without it.
+        max_connections: Connections this process accepts at once; more are refused
+            (close code 1013, HTTP 503). None for no cap.
+        max_connections_per_user: Connections one ``user_id`` (see `connect`) may hold in
+            this process; more are refused (1008, HTTP 429). None for no cap.
 
     Raises:
-        ValueError: If a size or timeout is not positive.
+        ValueError: If a size, timeout or cap is not positive.
 
     Example:
         ```python
@@ -126,6 +139,8 @@ class ConnectionManager:
         queue_size: int = 256,
         max_message_bytes: int = 64 * 1024,
         close_timeout: float = 10.0,
+        max_connections: int | None = None,
+        max_connections_per_user: int | None = None,
     ) -> None:
         # "not x > 0" also refuses NaN, which every comparison would let through.
         if (
@@ -139,6 +154,15 @@ class ConnectionManager:
                 "positive, e.g. send_timeout=5.0, close_timeout=10.0, queue_size=256, "
                 "max_message_bytes=65536."
             )
+        for name, cap in (
+            ("max_connections", max_connections),
+            ("max_connections_per_user", max_connections_per_user),
+        ):
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                raise ValueError(f"{name} must be a whole number >= 1 or None, got {cap!r}.")
+        self.max_connections = max_connections
+        self.max_connections_per_user = max_connections_per_user
+        self._per_user: dict[str, int] = {}  # user id -> connections (handshakes included)
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.send_timeout = send_timeout
         self.queue_size = queue_size
@@ -147,6 +171,7 @@ class ConnectionManager:
         self._connections: dict[str, Connection] = {}
         self._handshaking: set[str] = set()  # ids between the id check and registration
         self._closers: set[asyncio.Task[None]] = set()  # referenced until they finish
+        self._watchdog: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
         self._rooms: dict[str, set[str]] = {}
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -181,31 +206,65 @@ class ConnectionManager:
         client_id: str | None = None,
         rooms: Iterable[str] = (),
         subprotocol: str | None = None,
+        user_id: str | None = None,
     ) -> AsyncIterator[Connection]:
         """Accept ``websocket``, register it, and always unregister it on exit.
 
         Exit covers a normal return, a disconnect, an error and cancellation.
 
+        Args:
+            websocket: The websocket, not yet accepted.
+            client_id: The connection's id, unique in this process (random by default).
+            rooms: Rooms to join (a string is one room).
+            subprotocol: The subprotocol to accept with (`WebSocketAuth.subprotocol`).
+            user_id: Whose connection it is, for ``max_connections_per_user``.
+
         Raises:
-            WebSocketException: (1008, before accept) if ``client_id`` is already connected
-                to this process.
+            WebSocketRefused: Before accept: 1008 (HTTP 409) if ``client_id`` is already
+                connected to this process, 1013 (503) over ``max_connections``, 1008 (429)
+                over ``max_connections_per_user``. With fastkit's exception handlers the
+                client reads why.
         """
         await self.start()
         client_id = client_id or uuid.uuid4().hex
         if client_id in self._connections or client_id in self._handshaking:
-            # Refused at the handshake, like a failed auth: FastAPI closes it with 1008.
-            raise WebSocketException(1008, reason="client id already connected")
+            raise WebSocketRefused(1008, "Client id already connected", status_code=409)
+        cap = self.max_connections
+        if cap is not None and len(self._connections) + len(self._handshaking) >= cap:
+            logger.warning("Refusing websocket %s: %d connections already", client_id, cap)
+            raise WebSocketRefused(
+                1013,
+                "Too many connections; try again later",
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        per_user = self.max_connections_per_user
+        if (
+            user_id is not None
+            and per_user is not None
+            and self._per_user.get(user_id, 0) >= per_user
+        ):
+            logger.info("Refusing websocket %s: its user has %d already", client_id, per_user)
+            raise WebSocketRefused(1008, "Too many connections for this user", status_code=429)
         rooms = (rooms,) if isinstance(rooms, str) else tuple(rooms)
-        # Reserved across the accept: a second handshake with this id is refused meanwhile.
+        # Reserved across the accept: a second handshake with this id is refused meanwhile,
+        # and the caps count it.
         self._handshaking.add(client_id)
+        if user_id is not None:
+            self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
         try:
-            await websocket.accept(subprotocol=subprotocol)
-        finally:
-            self._handshaking.discard(client_id)
-        conn = Connection(websocket, client_id, self.queue_size)
-        self._connections[client_id] = conn
-        for room in rooms:
-            self.join(conn, room)
+            try:
+                await websocket.accept(subprotocol=subprotocol)
+            finally:
+                self._handshaking.discard(client_id)
+            conn = Connection(websocket, client_id, self.queue_size)
+            conn.user_id = user_id
+            self._connections[client_id] = conn
+            for room in rooms:
+                self.join(conn, room)
+        except BaseException:
+            self._release_user(user_id)
+            raise
         conn.writer = asyncio.create_task(self._write(conn), name=f"fastkit-ws-{client_id}")
         code = 1000
         try:
@@ -216,11 +275,21 @@ class ConnectionManager:
             code = 1011  # internal error: the handler failed
             raise
         finally:
+            self._release_user(user_id)  # first: nothing below may skip it
             closer = self._drop(conn, code)
             # Shielded from anyio cancellation (a cancelled task group or scope), whose
             # every await would otherwise fail at once and lose the close frame; bounded.
             with anyio.CancelScope(shield=True):
                 await asyncio.shield(closer)
+
+    def _release_user(self, user_id: str | None) -> None:
+        if user_id is None:
+            return
+        left = self._per_user.get(user_id, 0) - 1
+        if left > 0:
+            self._per_user[user_id] = left
+        else:
+            self._per_user.pop(user_id, None)
 
     # --- registry ----------------------------------------------------------------------------
 
@@ -299,33 +368,67 @@ class ConnectionManager:
     def _enqueue(self, conn: Connection, frame: Frame) -> None:
         if conn.closed:
             return
-        try:
-            conn.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        queue = conn.queue
+        if len(queue) >= conn.queue_size:
             logger.warning("Closing websocket %s: its queue is full (it does not read)", conn.id)
             self._drop(conn, CLOSE_TOO_SLOW)
+            return
+        queue.append(frame)
+        waiter = conn._waiter
+        if waiter is not None:  # the writer is idle: wake it
+            conn._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _write(self, conn: Connection) -> None:
-        websocket = conn.websocket
+        """Send what ``conn.queue`` holds, in order, all of it per wake-up; then wait.
+
+        No timer per send: each send is stamped with its start, and the manager's watchdog
+        (`_watch`) drops the connection once a send is older than ``send_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        self._watch_sends(loop)
+        send, queue, clock = conn.websocket.send, conn.queue, loop.time
         try:
             while True:
-                kind, payload = await conn.queue.get()
-                try:
-                    if kind == "bytes":
-                        coro = websocket.send_bytes(payload)  # type: ignore[arg-type]
-                    else:
-                        coro = websocket.send_text(payload)  # type: ignore[arg-type]
-                    await _with_timeout(coro, self.send_timeout)
-                except (TimeoutError, asyncio.TimeoutError):
-                    logger.warning("Closing websocket %s: a send timed out", conn.id)
-                    self._drop(conn, CLOSE_SEND_TIMEOUT)
-                    return
-                except Exception:
-                    # Gone without a close frame, or closed meanwhile: drop it.
-                    self._drop(conn, 1006, send=False)
-                    return
+                while queue:
+                    kind, payload = queue.popleft()
+                    conn._send_started = clock()
+                    try:
+                        # What send_text/send_bytes send, without their extra coroutine.
+                        await send({"type": "websocket.send", kind: payload})
+                    except Exception:
+                        # Gone without a close frame, or closed meanwhile: drop it.
+                        self._drop(conn, 1006, send=False)
+                        return
+                    conn._send_started = None
+                conn._waiter = waiter = loop.create_future()
+                await waiter
         except asyncio.CancelledError:
             pass
+
+    def _watch_sends(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have the send watchdog tick on ``loop`` (one timer per manager, not per send)."""
+        watchdog = self._watchdog
+        if watchdog is None or watchdog[0] is not loop or watchdog[1].cancelled():
+            # A send is dropped between send_timeout and 1.25 x send_timeout after it began.
+            handle = loop.call_later(self.send_timeout / 4, self._watch, loop)
+            self._watchdog = (loop, handle)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop the connections whose send began more than ``send_timeout`` ago (1011)."""
+        self._watchdog = None
+        deadline = loop.time() - self.send_timeout
+        late = [
+            conn
+            for conn in self._connections.values()
+            if conn._send_started is not None and conn._send_started <= deadline
+        ]
+        for conn in late:
+            logger.warning("Closing websocket %s: a send timed out", conn.id)
+            self._drop(conn, CLOSE_SEND_TIMEOUT)
+        if self._connections:  # a new connection's writer starts it again otherwise
+            self._watch_sends(loop)
 
     def _drop(self, conn: Connection, code: int, *, send: bool = True) -> asyncio.Task[None]:
         """Unregister ``conn`` now; return the task that stops its writer and closes it.
@@ -341,6 +444,7 @@ class ConnectionManager:
         conn.closed = True
         conn.close_code = code
         conn.dropped.set()
+        conn.queue.clear()  # never sent now
         if self._connections.get(conn.id) is conn:
             del self._connections[conn.id]
         for room in list(conn.rooms):
