@@ -178,6 +178,33 @@ def test_a_refused_websocket_tells_the_page_why(
     assert (closed["code"], closed["reason"]) == (1008, reason)
 
 
+def test_the_page_reconnects_after_a_server_restart(browser: Browser, tmp_path: Path) -> None:
+    """uvicorn closes the socket with 1012 when it stops; the page comes back on its own
+    once the server is up again (same secret, so the token still holds)."""
+    from playwright.sync_api import expect
+
+    env = {"REDIS_URL": "", "JWT_SECRET": "a-browser-restart-secret-of-32-bytes-0123"}
+    first = start(tmp_path, "before", env)
+    page = open_page(browser)
+    try:
+        chat_login(page, first.base_url, "alice", "wonderland", "lobby")
+        first.stop()
+        expect(page.get_by_test_id("status")).to_contain_text("reconnecting")
+        expect(page.get_by_test_id("status")).to_contain_text("code 1012")
+        second = start(tmp_path, "after", env, port=first.port)
+        try:
+            expect(page.get_by_test_id("status")).to_have_text(
+                "alice in room lobby", timeout=20_000
+            )
+            expect(page.locator("#chat")).to_be_visible()
+            say(page, "back again")
+            expect(page.locator("#log li.message").last).to_have_text("aliceback again")
+        finally:
+            second.stop()
+    finally:
+        page.context.close()
+
+
 # --- Swagger UI's Authorize flow ---------------------------------------------------------------
 
 TODO_USER = ("browser", "browser-password-123")

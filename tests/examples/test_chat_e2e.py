@@ -39,8 +39,10 @@ PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "christmas"}
 
 
 class Server:
-    def __init__(self, log_path: Path, env: dict[str, str], app: str = CHAT_APP) -> None:
-        self.port = free_port()
+    def __init__(
+        self, log_path: Path, env: dict[str, str], app: str = CHAT_APP, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -90,9 +92,12 @@ class Server:
         return token
 
 
-def start(tmp: Path, name: str, env: dict[str, str], app: str = CHAT_APP) -> Server:
-    """A uvicorn process serving ``app``, once it answers ``/health``."""
-    server = Server(tmp / f"{name}.log", env, app)
+def start(
+    tmp: Path, name: str, env: dict[str, str], app: str = CHAT_APP, port: int | None = None
+) -> Server:
+    """A uvicorn process serving ``app`` (on ``port``, else a free one) once it answers
+    ``/health``."""
+    server = Server(tmp / f"{name}.log", env, app, port)
     try:
         server.wait_until_up()
     except BaseException:
