@@ -75,6 +75,11 @@ def test_envelope_openapi_schemas() -> None:
     assert {"$ref": "#/components/schemas/Item"} in one_schema["properties"]["data"]["anyOf"]
     many_data = schemas["Envelope_list_Item__"]["properties"]["data"]["anyOf"]
     assert {"type": "array", "items": {"$ref": "#/components/schemas/Item"}} in many_data
+    # Every response has all three: required, so that generated clients need not narrow
+    # "X | Unset" (data stays nullable).
+    for name in ("Envelope_Item_", "Envelope_list_Item__"):
+        assert sorted(schemas[name]["required"]) == ["code", "data", "message"]
+    assert {"type": "null"} in one_schema["properties"]["data"]["anyOf"]
 
 
 # --- EnvelopeRoute ------------------------------------------------------------------------

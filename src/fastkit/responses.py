@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar, cast
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.utils import get_typed_return_annotation
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette._utils import is_async_callable
 from starlette.responses import JSONResponse, Response
 
@@ -40,6 +40,10 @@ class Envelope(BaseModel, Generic[T]):
             return ok(Item(id=item_id, name="pen"))
         ```
     """
+
+    # In responses all three are always there: OpenAPI says so (required, ``data``
+    # nullable), so that generated clients need not narrow ``X | Unset`` three times.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     code: int = 200
     message: str = "success"
