@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import pytest
@@ -8,7 +9,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from fastkit import EnvelopeRoute, OptionalSlashRouter, install_exception_handlers
-from fastkit.routing import api_routes, matched_route, route_template
+from fastkit.routing import api_routes, matched_route, route_template, unique_id_from_tag
 
 
 class Item(BaseModel):
@@ -236,3 +237,63 @@ def test_matched_route_is_one_object_per_route_across_requests() -> None:
     assert seen[0] is not seen[2]
     assert seen[0].path_format == "/things/{thing_id}"
     assert matched_route({"type": "http", "path": "/x"}) is None
+
+
+# --- unique_id_from_tag: operation ids for generated clients ---------------------------------
+
+
+class Area(str, enum.Enum):
+    billing = "Billing Accounts"
+
+
+def operation_ids(app: FastAPI) -> dict[str, str]:
+    """``"METHOD /path" -> operationId`` of the app's schema."""
+    return {
+        f"{method.upper()} {path}": operation["operationId"]
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+def test_unique_id_from_tag_names_operations_tag_then_function() -> None:
+    app = FastAPI(generate_unique_id_function=unique_id_from_tag)
+    todos = APIRouter(prefix="/todos", tags=["todos"])
+
+    @todos.get("")
+    async def list_todos() -> list[int]:
+        return []
+
+    @todos.post("")
+    async def todos_create() -> int:  # already starts with the tag: kept
+        return 1
+
+    @app.get("/ping")  # no tag: the function name
+    async def ping() -> str:
+        return "pong"
+
+    @app.get("/invoices", tags=[Area.billing, "other"])  # an Enum tag, words and case
+    async def invoices() -> list[int]:
+        return []
+
+    app.include_router(todos)
+    assert operation_ids(app) == {
+        "GET /todos": "todos_list_todos",
+        "POST /todos": "todos_create",
+        "GET /ping": "ping",
+        "GET /invoices": "billing_accounts_invoices",
+    }
+
+
+def test_auth_router_has_clean_operation_ids() -> None:
+    from fastkit.auth import JWTAuth, TokenService, auth_router
+
+    auth: JWTAuth[str] = JWTAuth(
+        TokenService(secret="a-routing-test-secret-of-32-bytes-0123"), user_loader=lambda c: "u"
+    )
+    app = FastAPI()  # FastAPI's own default for the app's routes; the auth router sets its own
+
+    async def authenticate(username: str, password: str) -> None:
+        return None
+
+    app.include_router(auth_router(auth, authenticate=authenticate))
+    assert sorted(operation_ids(app).values()) == ["auth_login", "auth_logout", "auth_refresh"]

@@ -37,6 +37,7 @@ from fastkit.auth import (
     auth_router,
 )
 from fastkit.docs_assets import serve_docs_locally
+from fastkit.routing import unique_id_from_tag
 from fastkit.websocket import (
     Broker,
     ConnectionManager,
@@ -156,7 +157,11 @@ def create_app(
             if isinstance(revocation, RedisRevocationStore):
                 await revocation.aclose()
 
-    app = FastAPI(title="fastkit chat example", lifespan=lifespan)
+    app = FastAPI(
+        title="fastkit chat example",
+        lifespan=lifespan,
+        generate_unique_id_function=unique_id_from_tag,  # chat_me, auth_login...
+    )
     setup(app)
     with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
         serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN

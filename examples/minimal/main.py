@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from fastkit import AppError, EnvelopeRoute, MissingDependencyError, NotFound, setup
 from fastkit.docs_assets import serve_docs_locally
 from fastkit.pagination import Page, PageParams, paginate
+from fastkit.routing import unique_id_from_tag
 
 
 class Item(BaseModel):
@@ -35,7 +36,7 @@ class OutOfStock(AppError):
     message = "Item is out of stock"
 
 
-app = FastAPI(title="fastkit minimal example")
+app = FastAPI(title="fastkit minimal example", generate_unique_id_function=unique_id_from_tag)
 setup(app)  # envelope errors, request id, access log, timing
 with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
     serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN

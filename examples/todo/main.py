@@ -20,6 +20,7 @@ from fastkit import (
     setup,
 )
 from fastkit.docs_assets import serve_docs_locally
+from fastkit.routing import unique_id_from_tag
 
 from .deps import Services
 from .models import Base
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="fastkit todo example",
         description="Register, log in with **Authorize**, then manage your todos.",
         lifespan=lifespan,
+        # Operation ids <tag>_<function> (todos_list_todos), for clean generated clients.
+        generate_unique_id_function=unique_id_from_tag,
     )
     app.state.services = services
     setup(app)  # envelope errors, request id, access log, timing
@@ -73,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health = APIRouter(tags=["health"], route_class=EnvelopeRoute)
 
     @health.get("/health")
-    async def check_health() -> Health:
+    async def health_check() -> Health:
         """200 when the database answers, 503 when not: for load balancers and probes."""
         if not await services.db.ping(timeout=2.0):
             raise ServiceUnavailable("Database unavailable", data={"database": False})

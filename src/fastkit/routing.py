@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -9,7 +10,13 @@ import fastapi.routing
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-__all__ = ["OptionalSlashRouter", "api_routes", "matched_route", "route_template"]
+__all__ = [
+    "OptionalSlashRouter",
+    "api_routes",
+    "matched_route",
+    "route_template",
+    "unique_id_from_tag",
+]
 
 
 class OptionalSlashRouter(APIRouter):
@@ -93,3 +100,28 @@ def api_routes(app: Any) -> Iterator[Any]:
     for context in contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
             yield context
+
+
+def unique_id_from_tag(route: APIRoute) -> str:
+    """An OpenAPI operation id ``<first tag>_<function name>``, e.g. ``todos_list_todos``.
+
+    FastAPI's default joins the function name, the path and the method
+    (``list_todos_todos_get``), which generated clients turn into awkward method names.
+    Pass this as ``generate_unique_id_function`` to the app (or a router); without tags
+    the id is the function name. An id already starting with the tag is left alone
+    (``todos_export`` under ``todos``). Two routes that end up with one id make FastAPI
+    warn ("Duplicate Operation ID") when it builds the schema: rename one of them.
+
+    Example:
+        ```python
+        app = FastAPI(generate_unique_id_function=unique_id_from_tag)
+        ```
+    """
+    name = route.name
+    if route.tags:
+        tag = route.tags[0]
+        tag_text = str(getattr(tag, "value", tag))  # tags may be Enum members
+        prefix = re.sub(r"[^0-9a-zA-Z]+", "_", tag_text).strip("_").lower()
+        if prefix and name != prefix and not name.startswith(prefix + "_"):
+            name = f"{prefix}_{name}"
+    return name

@@ -75,9 +75,10 @@ def router(services: Services) -> APIRouter:
     todo_links = {
         name: {"operationId": operation, "parameters": {"todo_id": "$response.body#/data/id"}}
         for name, operation in (
-            ("ReadTodo", "read_todo"),
-            ("UpdateTodo", "update_todo"),
-            ("DeleteTodo", "delete_todo"),
+            # The ids fastkit's unique_id_from_tag gives (main.py): <tag>_<function>.
+            ("ReadTodo", "todos_read_todo"),
+            ("UpdateTodo", "todos_update_todo"),
+            ("DeleteTodo", "todos_delete_todo"),
         )
     }
 
@@ -88,11 +89,11 @@ def router(services: Services) -> APIRouter:
         await session.flush()  # assigns the id; the COMMIT runs before the 201 is sent
         return TodoOut.model_validate(todo)
 
-    @todos.get("/{todo_id}", operation_id="read_todo")
+    @todos.get("/{todo_id}")
     async def read_todo(todo_id: TodoID, user: Reader, session: Session) -> TodoOut:
         return TodoOut.model_validate(await get_owned(session, user, todo_id))
 
-    @todos.patch("/{todo_id}", operation_id="update_todo", dependencies=limited)
+    @todos.patch("/{todo_id}", dependencies=limited)
     async def update_todo(
         todo_id: TodoID, body: TodoUpdate, user: Writer, session: Session
     ) -> TodoOut:
@@ -103,7 +104,7 @@ def router(services: Services) -> APIRouter:
         await session.flush()
         return TodoOut.model_validate(todo)
 
-    @todos.delete("/{todo_id}", status_code=204, operation_id="delete_todo", dependencies=limited)
+    @todos.delete("/{todo_id}", status_code=204, dependencies=limited)
     async def delete_todo(todo_id: TodoID, user: Writer, session: Session) -> None:
         await session.delete(await get_owned(session, user, todo_id))
 

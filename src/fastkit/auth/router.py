@@ -26,6 +26,7 @@ from fastkit.errors import (
 from fastkit.ratelimit import LoginThrottle
 from fastkit.request_context import escape_for_log
 from fastkit.responses import Envelope, ok
+from fastkit.routing import unique_id_from_tag
 
 __all__ = ["OAuth2ErrorResponse", "RefreshRequest", "TokenResponse", "auth_router"]
 
@@ -190,7 +191,10 @@ def auth_router(
     """
     if max_password_length < 1:
         raise ValueError(f"max_password_length must be at least 1, got {max_password_length}.")
-    router = APIRouter(prefix=prefix, tags=list(tags))
+    # Operation ids auth_login, auth_refresh, auth_logout: clean names in generated clients.
+    router = APIRouter(
+        prefix=prefix, tags=list(tags), generate_unique_id_function=unique_id_from_tag
+    )
     tokens = auth.tokens
     throttle = LoginThrottle() if login_throttle is _DEFAULT_THROTTLE else login_throttle
 
