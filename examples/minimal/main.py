@@ -1,7 +1,7 @@
 """The smallest fastkit app: setup(), the envelope, a custom error and a paginated list.
 
-Run it with ``hatch run example`` (or ``uvicorn examples.minimal.main:app``) and open
-http://127.0.0.1:8000/docs.
+Run it with ``hatch run example:minimal`` (port 8002) or ``uvicorn examples.minimal.main:app``
+(port 8000), and open ``/docs``. See README.md beside this file.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Security
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastkit import Conflict
@@ -232,6 +233,12 @@ class Services:
             return
         async with self.db.session_scope() as session:
             if await session.scalar(select(User.id).where(User.username == username)):
+                logger.info(
+                    "The demo user %r exists: its password was logged by the start that "
+                    "created it (or is DEMO_PASSWORD). %s",
+                    username,
+                    self._start_over_hint(),
+                )
                 return
         given = self.settings.demo_password
         password = secrets.token_urlsafe(12) if given is None else given.get_secret_value()
@@ -239,6 +246,12 @@ class Services:
             return
         shown = password if given is None else "(DEMO_PASSWORD)"
         logger.info("Created the demo user: username %r, password %s", username, shown)
+
+    def _start_over_hint(self) -> str:
+        url = make_url(self.settings.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return f"Lost it? Stop the app and delete {url.database} to start over."
+        return "Lost it? Delete that user from the database, and a new one is made."
 
     def warn_about_settings(self) -> None:
         if self.random_secret:

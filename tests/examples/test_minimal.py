@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -75,3 +78,26 @@ def test_setup_headers(client: TestClient) -> None:
     response = client.get("/items/1")
     assert len(response.headers["x-request-id"]) == 32
     assert "x-process-time" in response.headers
+
+
+README_ROW = re.compile(
+    r"^\| `(GET|POST) (\S+)`(?: with `(\{.*?\})`)?[^|]*\| `(\d{3})`(?:, `(\{.*\})`)?"
+)
+
+
+def readme_rows() -> list[tuple[str, str, str | None, int, str | None]]:
+    readme = Path(main.__file__).with_name("README.md").read_text(encoding="utf-8")
+    rows = [m.groups() for line in readme.splitlines() if (m := README_ROW.match(line))]
+    return [
+        (method, path, body, int(status), answer) for method, path, body, status, answer in rows
+    ]
+
+
+def test_the_readme_table_is_what_the_app_answers(client: TestClient) -> None:
+    rows = readme_rows()
+    assert len(rows) == 4
+    for method, path, body, status, answer in rows:
+        response = client.request(method, path, json=None if body is None else json.loads(body))
+        assert response.status_code == status, (method, path, response.text)
+        if answer is not None:
+            assert response.json() == json.loads(answer), (method, path)

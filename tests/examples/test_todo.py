@@ -12,6 +12,7 @@ from typing import Any
 
 import bcrypt
 import jwt
+from sqlalchemy.engine import make_url
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -169,8 +170,17 @@ def test_demo_user_is_created_once_and_logged(
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="todo"), TestClient(create_app(Settings())):
-        pass  # the same database: the demo user exists, nothing is created or logged
-    assert "demo user" not in caplog.text
+        pass  # the same database: the demo user exists; a later start says how to find it
+    [hint] = [r.getMessage() for r in caplog.records if "demo user" in r.getMessage()]
+    assert hint.startswith(
+        "The demo user 'demo' exists: its password was logged by the start that created it"
+    )
+    url = make_url(Settings().database_url)
+    if url.get_backend_name() == "sqlite":
+        assert hint.endswith(f"Lost it? Stop the app and delete {url.database} to start over.")
+    else:
+        assert hint.endswith("Lost it? Delete that user from the database, and a new one is made.")
+    assert DEMO_PASSWORD not in caplog.text
 
 
 def test_random_demo_password_is_printed_in_the_log(
