@@ -12,11 +12,11 @@ from typing import Any
 
 import bcrypt
 import jwt
-from sqlalchemy.engine import make_url
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import event, select, update
+from sqlalchemy.engine import make_url
 
 from examples.todo.deps import worker_count
 from examples.todo.main import create_app
