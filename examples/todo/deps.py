@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Security
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastkit import Conflict
@@ -225,6 +226,23 @@ class Services:
         except Conflict:  # the unique username; another worker may have just made it
             return None
         return user
+
+    async def create_schema(self) -> None:
+        """PostgreSQL: create ``DATABASE_SCHEMA`` if it is missing (tables go there)."""
+        schema = self.settings.database_schema
+        if not schema or self.db.engine.dialect.name != "postgresql":
+            return
+        try:
+            async with self.db.engine.begin() as connection:
+                # The name is checked by Settings (letters, digits, _): safe to quote.
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        except IntegrityError:
+            pass  # another worker created it at the same moment
+        except DBAPIError as error:  # no CREATE privilege on the database, typically
+            raise RuntimeError(
+                f"DATABASE_SCHEMA {schema!r} does not exist and could not be created "
+                f"({type(error.orig).__name__}); create it, or grant CREATE to the app's user."
+            ) from None
 
     async def create_demo_user(self) -> None:
         """On first start, a demo user to try the API with, its password in the log."""

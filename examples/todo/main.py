@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             configure_logging(settings.log_level)
         services.warn_about_settings()
         try:
-            # Creates missing tables: fine for a starter; use migrations (Alembic) later.
+            # Creates the schema and missing tables: fine for a starter; use migrations
+            # (Alembic) later.
+            await services.create_schema()
             await services.db.create_all(Base.metadata)
             await services.create_demo_user()
             yield

@@ -901,3 +901,21 @@ def test_openapi_documents_envelopes_and_the_login(client: TestClient) -> None:
     [scheme] = openapi["components"]["securitySchemes"].values()
     assert scheme["flows"]["password"]["tokenUrl"] == "/auth/token"
     assert set(scheme["flows"]["password"]["scopes"]) == {"todos:read", "todos:write"}
+
+
+# --- DATABASE_SCHEMA on PostgreSQL: created when missing ---------------------------------------
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)
+def test_a_missing_database_schema_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with postgres_schema(create=False) as pg:
+        for key, value in {**base_env(tmp_path), **pg}.items():
+            monkeypatch.setenv(key, value)
+        with TestClient(create_app(Settings())) as c:
+            assert login(c, "demo", DEMO_PASSWORD)["token_type"] == "bearer"
+        # Twice: the second start finds the schema and its tables.
+        with TestClient(create_app(Settings())) as c:
+            assert login(c, "demo", DEMO_PASSWORD)["token_type"] == "bearer"

@@ -45,15 +45,17 @@ def base_env(tmp_path: Path) -> dict[str, str]:
 
 
 @contextmanager
-def postgres_schema() -> Iterator[dict[str, str]]:
-    """A fresh schema in the test database; the env that points the app at it."""
+def postgres_schema(*, create: bool = True) -> Iterator[dict[str, str]]:
+    """A fresh schema in the test database (``create=False``: left for the app to create);
+    the env that points the app at it. Dropped afterwards."""
     assert POSTGRES_URL is not None
     sync_url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
     async_url = make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg")
     schema = f"todo_{uuid.uuid4().hex[:12]}"
     admin = create_engine(sync_url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    if create:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
         yield {
             "DATABASE_URL": async_url.render_as_string(hide_password=False),
@@ -61,5 +63,5 @@ def postgres_schema() -> Iterator[dict[str, str]]:
         }
     finally:
         with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
