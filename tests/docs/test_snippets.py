@@ -69,7 +69,11 @@ SNIPPET_NAMES = [
     "websocket_chat",
     "websocket_auth",
     "websocket_redis",
+    # testing.md (run as a project of their own in tests/test_testing.py)
+    "testing_conftest",
+    "testing_test_notes",
 ]
+NOT_APPS = {"testing_conftest", "testing_test_notes"}  # a conftest and a test file
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -109,7 +113,7 @@ def test_every_page_is_in_the_nav() -> None:
     )
 
 
-@pytest.mark.parametrize("name", SNIPPET_NAMES)
+@pytest.mark.parametrize("name", [name for name in SNIPPET_NAMES if name not in NOT_APPS])
 def test_snippet_defines_a_fastapi_app(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # What a snippet reads from the environment, as the page tells the reader to set it.
     monkeypatch.setenv("SECRET_KEY", "a-snippet-test-secret-of-32-bytes-0123456789")
