@@ -6,11 +6,12 @@ import asyncio
 import base64
 import collections
 import contextlib
+import contextvars
 import json
 import logging
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,7 +56,7 @@ def _from_wire(payload: dict[str, Any]) -> Frame:
 if sys.version_info >= (3, 11):
 
     async def _with_timeout(awaitable: Awaitable[None], seconds: float) -> None:
-        # asyncio.timeout, unlike wait_for on 3.11, does not make a task per message.
+        # The close frame's bound (sends have the watchdog, see ConnectionManager._watch).
         async with asyncio.timeout(seconds):
             await awaitable
 
@@ -63,6 +64,65 @@ else:  # pragma: no cover - Python 3.10
 
     async def _with_timeout(awaitable: Awaitable[None], seconds: float) -> None:
         await asyncio.wait_for(awaitable, seconds)
+
+
+# Run a step of a send as its connection's writer task would, from a loop callback (see
+# ConnectionManager._flush): asyncio's own hooks, which its tasks and 3.12's eager tasks
+# use. Every supported Python has them; without them each writer wakes for its frames.
+_enter_task: Any = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
+_INLINE = callable(_enter_task) and callable(_leave_task)
+
+
+class _Resumed:
+    """Awaiting it runs ``coro`` to its end from the awaiting task, each step in ``context``.
+
+    As ``await coro`` would, except that every step runs in ``context`` whichever task runs
+    it, and that ``coro`` may have been started elsewhere: then ``yielded`` is what its first
+    step yielded (a future it waits for, or None for a bare yield).
+    """
+
+    __slots__ = ("context", "coro", "started", "throw", "yielded")
+
+    def __init__(
+        self,
+        context: contextvars.Context,
+        coro: Coroutine[Any, Any, None],
+        *,
+        started: bool = False,
+        yielded: Any = None,
+    ) -> None:
+        self.context = context
+        self.coro = coro
+        self.started = started
+        self.yielded = yielded
+        self.throw: BaseException | None = None  # to raise in coro first (see _write)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.context.run(self.coro.close)
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, run = self.coro, self.context.run
+        try:
+            if self.throw is not None:
+                value = run(coro.throw, self.throw)
+            elif self.started:
+                value = self.yielded
+            else:
+                value = run(coro.send, None)
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    self.close()
+                    raise
+                except BaseException as exc:  # the task's cancellation: the send handles it
+                    value = run(coro.throw, exc)
+                else:
+                    value = run(coro.send, sent)
+        except StopIteration:
+            return
 
 
 class Connection:
@@ -73,13 +133,15 @@ class Connection:
         self.id = client_id
         self.rooms: set[str] = set()
         self.user_id: str | None = None  # connect(user_id=...): counted per user
-        # Frames waiting for the writer, at most queue_size (the one being sent is not
-        # counted); _enqueue appends and wakes the writer through _waiter if it is idle.
+        # Frames not sent yet, at most queue_size (the one being sent is not counted).
         self.queue: collections.deque[Frame] = collections.deque()
         self.queue_size = queue_size
-        self._waiter: asyncio.Future[None] | None = None
-        # Loop time at which the writer's current send began, None between sends: the
-        # manager's watchdog drops the connection once a send is older than send_timeout.
+        # Set while the writer is idle; its result wakes it, with a send to carry on (see
+        # ConnectionManager._flush) or None.
+        self._waiter: asyncio.Future[_Resumed | None] | None = None
+        self._context: contextvars.Context | None = None  # the writer's; its sends run in it
+        # Loop time at which the current send began, None between sends: the manager's
+        # watchdog drops the connection once a send is older than send_timeout.
         self._send_started: float | None = None
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None  # sends the close frame, see _drop
@@ -172,6 +234,7 @@ class ConnectionManager:
         self._handshaking: set[str] = set()  # ids between the id check and registration
         self._closers: set[asyncio.Task[None]] = set()  # referenced until they finish
         self._watchdog: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        self._batch: tuple[asyncio.AbstractEventLoop, list[Connection]] | None = None  # _flush
         self._rooms: dict[str, set[str]] = {}
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -352,20 +415,26 @@ class ConnectionManager:
         except (KeyError, TypeError, ValueError):
             logger.warning("Ignoring a malformed broker message")
             return
+        connections = self._connections
         if op == "send":
-            ids: Iterable[str] = [str(envelope.get("to"))]
-            excluded: set[str] = set()
-        elif op == "broadcast":
-            room, excluded = envelope.get("room"), set(envelope.get("exclude") or ())
-            ids = list(self._connections if room is None else self._rooms.get(room, ()))
-        else:
-            return
-        for client_id in ids:
-            conn = self._connections.get(client_id)
-            if conn is not None and client_id not in excluded:
+            conn = connections.get(str(envelope.get("to")))
+            if conn is not None:
                 self._enqueue(conn, frame)
+            return
+        if op != "broadcast":
+            return
+        room, excluded = envelope.get("room"), set(envelope.get("exclude") or ())
+        if room is None:
+            targets = list(connections.values())
+        else:
+            targets = [c for i in self._rooms.get(room, ()) if (c := connections.get(i))]
+        enqueue = self._enqueue
+        for conn in targets:
+            if conn.id not in excluded:
+                enqueue(conn, frame)
 
     def _enqueue(self, conn: Connection, frame: Frame) -> None:
+        """Queue ``frame`` for ``conn``: its idle writer's send runs in the next `_flush`."""
         if conn.closed:
             return
         queue = conn.queue
@@ -375,35 +444,107 @@ class ConnectionManager:
             return
         queue.append(frame)
         waiter = conn._waiter
-        if waiter is not None:  # the writer is idle: wake it
+        if waiter is None or len(queue) > 1:
+            return  # the writer is busy and drains the queue, or a _flush comes for it
+        if not _INLINE:  # pragma: no cover - every supported Python has the hooks
             conn._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+            return
+        loop, batch = waiter.get_loop(), self._batch
+        if batch is None or batch[0] is not loop:
+            batch = self._batch = (loop, [])
+            loop.call_soon(self._flush, batch)
+        batch[1].append(conn)
+
+    def _flush(self, batch: tuple[asyncio.AbstractEventLoop, list[Connection]]) -> None:
+        """Send the frames queued since the last call to idle writers, without waking them.
+
+        A loop callback, once per batch of `_enqueue` calls: each send runs right here as
+        its connection's writer task (`asyncio.current_task()` is that task, its context
+        is the writer's), and most end without waiting, as the socket takes the frame. A
+        send that has to wait is handed to the writer, which carries it on and drains the
+        rest of the queue; the watchdog times it from now.
+        """
+        if self._batch is batch:
+            self._batch = None
+        loop, connections = batch
+        for conn in connections:
+            waiter, writer, context = conn._waiter, conn.writer, conn._context
+            if waiter is None or waiter.done() or writer is None or context is None:
+                continue  # busy, or gone
+            queue, send = conn.queue, conn.websocket.send
+            while queue and not conn.closed:
+                kind, payload = queue.popleft()
+                coro = send({"type": "websocket.send", kind: payload})
+                done = failed = False
+                try:
+                    _enter_task(loop, writer)
+                except RuntimeError:  # pragma: no cover - a task runs: let the writer do it
+                    queue.appendleft((kind, payload))
+                    coro.close()
+                    conn._waiter = None
+                    waiter.set_result(None)
+                    break
+                try:
+                    yielded = context.run(coro.send, None)
+                except StopIteration:
+                    done = True
+                except Exception:
+                    failed = True
+                finally:
+                    _leave_task(loop, writer)
+                if done:
+                    continue
+                if failed:  # gone without a close frame, or closed meanwhile
+                    self._drop(conn, 1006, send=False)
+                    break
+                conn._send_started = loop.time()
+                conn._waiter = None
+                waiter.set_result(_Resumed(context, coro, started=True, yielded=yielded))
+                break
 
     async def _write(self, conn: Connection) -> None:
-        """Send what ``conn.queue`` holds, in order, all of it per wake-up; then wait.
+        """The writer task: carry on sends that had to wait, drain the queue, then idle.
 
-        No timer per send: each send is stamped with its start, and the manager's watchdog
-        (`_watch`) drops the connection once a send is older than ``send_timeout``.
+        Each send runs in the same context (``conn._context``), whether `_flush` or this
+        task runs it. No timer per send: the watchdog (`_watch`) drops the connection once
+        a send is older than ``send_timeout``.
         """
         loop = asyncio.get_running_loop()
         self._watch_sends(loop)
+        context = conn._context = contextvars.copy_context()
         send, queue, clock = conn.websocket.send, conn.queue, loop.time
+        resumed: _Resumed | None = None
         try:
             while True:
-                while queue:
+                if resumed is None:
+                    if not queue:
+                        waiter = conn._waiter = loop.create_future()
+                        try:
+                            resumed = await waiter
+                        except asyncio.CancelledError as cancelled:
+                            handed = None
+                            if waiter.done() and not waiter.cancelled():
+                                handed = waiter.result()
+                            if handed is None or conn.closed:
+                                if handed is not None:
+                                    handed.close()
+                                raise
+                            # Cancelled as _flush handed a send over: the send gets it.
+                            handed.throw = cancelled
+                            resumed = handed
+                        continue
                     kind, payload = queue.popleft()
                     conn._send_started = clock()
-                    try:
-                        # What send_text/send_bytes send, without their extra coroutine.
-                        await send({"type": "websocket.send", kind: payload})
-                    except Exception:
-                        # Gone without a close frame, or closed meanwhile: drop it.
-                        self._drop(conn, 1006, send=False)
-                        return
-                    conn._send_started = None
-                conn._waiter = waiter = loop.create_future()
-                await waiter
+                    resumed = _Resumed(context, send({"type": "websocket.send", kind: payload}))
+                try:
+                    await resumed
+                except Exception:
+                    # Gone without a close frame, or closed meanwhile: drop it.
+                    self._drop(conn, 1006, send=False)
+                    return
+                resumed = conn._send_started = None
         except asyncio.CancelledError:
             pass
 
@@ -427,7 +568,7 @@ class ConnectionManager:
         for conn in late:
             logger.warning("Closing websocket %s: a send timed out", conn.id)
             self._drop(conn, CLOSE_SEND_TIMEOUT)
-        if self._connections:  # a new connection's writer starts it again otherwise
+        if self._connections:  # else the next connection's writer starts it again
             self._watch_sends(loop)
 
     def _drop(self, conn: Connection, code: int, *, send: bool = True) -> asyncio.Task[None]:
