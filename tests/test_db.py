@@ -598,7 +598,7 @@ def test_bad_configuration(factory: Callable[[str], object], url: str, match: st
 
 
 def test_missing_driver_names_the_extra() -> None:
-    with pytest.raises(MissingDependencyError, match=r"fastkit\[postgres\]"):
+    with pytest.raises(MissingDependencyError, match=r"fastkit-fastapi\[postgres\]"):
         SyncDatabase("postgresql+psycopg2://u@localhost/db")
 
 
@@ -612,7 +612,7 @@ def test_import_without_sqlalchemy_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.startswith("MissingDependencyError")
-    assert 'pip install "fastkit[sqlalchemy]"' in out
+    assert 'pip install "fastkit-fastapi[sqlalchemy]"' in out
 
 
 def test_password_hidden_in_repr() -> None:

@@ -90,5 +90,5 @@ def test_an_app_without_docs_is_refused() -> None:
 
 def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "fastapi_offline", None)  # as if not installed
-    with pytest.raises(MissingDependencyError, match=r"fastkit\[offline-docs\]"):
+    with pytest.raises(MissingDependencyError, match=r"fastkit-fastapi\[offline-docs\]"):
         serve_docs_locally(FastAPI())

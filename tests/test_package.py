@@ -33,7 +33,7 @@ def test_public_names_resolve() -> None:
 def test_version_is_the_packaged_one() -> None:
     from importlib.metadata import version
 
-    assert fastkit.__version__ == version("fastkit")
+    assert fastkit.__version__ == version("fastkit-fastapi")  # the distribution's name
 
 
 def test_py_typed_is_shipped() -> None:
@@ -41,7 +41,9 @@ def test_py_typed_is_shipped() -> None:
 
 
 def test_missing_dependency_names_the_extra() -> None:
-    with pytest.raises(MissingDependencyError, match=r'pip install "fastkit\[redis\]"') as info:
+    with pytest.raises(
+        MissingDependencyError, match=r'pip install "fastkit-fastapi\[redis\]"'
+    ) as info:
         require("fastkit_no_such_driver.asyncio", "redis")
     assert isinstance(info.value, ImportError)
     assert info.value.extra == "redis"
@@ -50,3 +52,14 @@ def test_missing_dependency_names_the_extra() -> None:
 
 def test_require_returns_the_module() -> None:
     assert require("json", "all") is importlib.import_module("json")
+
+
+def test_the_pytest_plugin_is_registered_under_its_module_name() -> None:
+    """Installed, pytest loads fastkit.testing by itself; under its module name, so that a
+    conftest's ``pytest_plugins = ["fastkit.testing"]`` does not register it twice."""
+    from importlib.metadata import entry_points
+
+    [plugin] = [ep for ep in entry_points(group="pytest11") if ep.value == "fastkit.testing"]
+    assert plugin.name == "fastkit.testing"
+    assert plugin.dist is not None
+    assert plugin.dist.name == "fastkit-fastapi"

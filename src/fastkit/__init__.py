@@ -1,7 +1,7 @@
 """fastkit: reusable FastAPI building blocks.
 
 The core (envelope, errors) needs no extra; integrations such as ``fastkit.db`` need
-theirs (``pip install "fastkit[sqlalchemy]"``) and say so when it is missing.
+theirs (``pip install "fastkit-fastapi[sqlalchemy]"``) and say so when it is missing.
 """
 
 from fastkit._compat import MissingDependencyError

@@ -11,14 +11,15 @@ __all__ = ["MissingDependencyError", "require"]
 class MissingDependencyError(ImportError):
     """An optional integration was used without its extra installed.
 
-    The message names the extra, e.g. ``pip install "fastkit[redis]"``.
+    The message names the extra, e.g. ``pip install "fastkit-fastapi[redis]"``.
     """
 
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
         super().__init__(
-            f'{package!r} is not installed; install it with: pip install "fastkit[{extra}]".'
+            f"{package!r} is not installed; install it with: "
+            f'pip install "fastkit-fastapi[{extra}]".'
         )
 
 

@@ -1,7 +1,7 @@
 """SQLAlchemy sessions you can trust: commit before respond, errors mapped, nothing leaked.
 
-Needs the ``sqlalchemy`` extra (``pip install "fastkit[sqlalchemy]"``); PostgreSQL drivers
-come with ``fastkit[postgres]``.
+Needs the ``sqlalchemy`` extra (``pip install "fastkit-fastapi[sqlalchemy]"``); PostgreSQL drivers
+come with ``fastkit-fastapi[postgres]``.
 
 FastAPI runs a ``yield`` dependency's exit code *after* the response is sent unless the
 dependency is declared with ``scope="function"``; a commit there that fails would already

@@ -2,7 +2,7 @@
 
 FastAPI's ``/docs`` and ``/redoc`` pages load their scripts and styles from jsDelivr and
 their fonts from Google: on a network without the internet they stay blank. With the
-``offline-docs`` extra (``pip install "fastkit[offline-docs]"``, which brings the
+``offline-docs`` extra (``pip install "fastkit-fastapi[offline-docs]"``, which brings the
 ``fastapi-offline`` package and the files it ships), `serve_docs_locally` serves those
 files from the app itself and points the docs pages at them.
 """
@@ -38,7 +38,7 @@ def _assets_directory() -> Path:
     if missing:
         raise RuntimeError(
             f"fastapi-offline at {directory} lacks {', '.join(missing)}; reinstall it with "
-            'pip install --force-reinstall "fastkit[offline-docs]".'
+            'pip install --force-reinstall "fastkit-fastapi[offline-docs]".'
         )
     return directory
 
