@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic._internal._model_construction import ModelMetaclass  # pydantic 2's, stable
 
 from fastkit.pagination.pages import CursorPage, LimitOffsetPage, Page
 
@@ -54,17 +55,20 @@ class CursorRawParams:
     secret: bytes | None
 
 
-class _QueryModel(BaseModel):
-    """Query parameters that answer 422, never 500, however they are declared.
+class _QueryModelMeta(ModelMetaclass):
+    """Calling the class (``Model(**params)``) answers 422, never 500, on bad values.
 
-    Under ``Annotated[Model, Query()]`` FastAPI validates the model itself; under
-    ``Depends()`` it calls the class, and a validator error would escape as a 500: turn it
-    into the same ``RequestValidationError`` (located in the query string) instead.
+    Under ``Depends(Model)`` FastAPI calls the class, and a validator's error would escape
+    as a 500: it becomes the same ``RequestValidationError`` (located in the query string).
+    Under ``Annotated[Model, Query()]`` FastAPI validates the model itself, without calling
+    the class, and collects its errors with every other parameter's: a hook in ``__init__``
+    would run there too, and its exception would cut that collection short (one bad
+    model's errors hiding all the others).
     """
 
-    def __init__(self, **data: Any) -> None:
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         try:
-            super().__init__(**data)
+            return super().__call__(*args, **kwargs)
         except ValidationError as error:
             raise RequestValidationError(
                 [
@@ -72,6 +76,10 @@ class _QueryModel(BaseModel):
                     for err in error.errors(include_url=False, include_context=False)
                 ]
             ) from None
+
+
+class _QueryModel(BaseModel, metaclass=_QueryModelMeta):
+    """Query parameters that answer 422, never 500, however they are declared."""
 
 
 def _check_sizes(default_size: int, max_size: int) -> None:
