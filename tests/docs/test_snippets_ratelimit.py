@@ -17,7 +17,11 @@ REDIS_URL = os.environ.get("FASTKIT_TEST_REDIS_URL")
 
 
 def test_route_and_router_limits() -> None:
-    with TestClient(load("ratelimit_route").app) as client:
+    module = load("ratelimit_route")
+    # Stopped clocks: "2/second" must not refill while the requests run, however slowly.
+    for limit in (module.search_limit, module.reports.dependencies[0].dependency):
+        limit.store.clock = lambda: 1_000.0
+    with TestClient(module.app) as client:
         searches = [client.get("/search", params={"q": "x"}) for _ in range(6)]
         assert [r.status_code for r in searches] == [200] * 5 + [429]
         assert searches[0].headers["RateLimit-Policy"] == (
@@ -76,6 +80,9 @@ def test_per_user_limit_and_login_throttle_on_redis(
     prefix = f"fastkit-test:{uuid.uuid4().hex}:"
     monkeypatch.setenv("REDIS_PREFIX", prefix)  # this test's own keys
     module = load("ratelimit_user")
+    # A stopped clock for the GCRA step: "10/second" must not refill while 11 requests run
+    # (a slow run, over 100 ms, let the 11th through).
+    monkeypatch.setattr(module.store._backend, "clock", lambda: 1_800_000_000.0)
     with TestClient(module.app) as client:
 
         def token(username: str) -> dict[str, str]:
