@@ -241,7 +241,13 @@ def test_schema_names_of_the_three_pages(sql: TestClient) -> None:
     assert schema_ref(openapi, "/books/titles") == "LimitOffsetPage_BookTitle_"
     assert schema_ref(openapi, "/books/feed") == "CursorPage_BookOut_"
     cursor_page = openapi["components"]["schemas"]["CursorPage_BookOut_"]
-    assert set(cursor_page["properties"]) == {"items", "next_cursor", "previous_cursor", "size"}
+    assert set(cursor_page["properties"]) == {
+        "items",
+        "next_cursor",
+        "previous_cursor",
+        "page_size",
+        "size",
+    }
 
 
 # --- SQLAlchemy queries --------------------------------------------------------------------
@@ -343,7 +349,7 @@ def test_items_kinds_and_transformer(sql_module: ModuleType, sql: TestClient) ->
 
     # Cursors: select(Model) without ORDER BY pages by primary key; a multi-column select
     # without one is refused.
-    by_key = call(one_page, select(book), CursorParams(size=3))
+    by_key = call(one_page, select(book), CursorParams(page_size=3))
     assert [b.id for b in by_key.items] == [1, 2, 3]
     with pytest.raises(ValueError, match="needs an ORDER BY ending in a unique column"):
         call(one_page, select(book.id, book.title), CursorParams())
@@ -399,7 +405,7 @@ def titles_of(body: dict[str, Any]) -> list[str]:
 
 
 def test_cursor_walk(sql: TestClient) -> None:
-    first = sql.get("/books/feed", params={"size": 2}).json()
+    first = sql.get("/books/feed", params={"page_size": 2}).json()
     assert first == {
         "items": [
             {"id": 1, "title": "Dune", "year": 1965},
@@ -407,41 +413,44 @@ def test_cursor_walk(sql: TestClient) -> None:
         ],
         "next_cursor": FIRST_CURSOR,
         "previous_cursor": None,
-        "size": 2,
+        "page_size": 2,
+        "size": 2,  # the deprecated name, until 0.3
     }
 
-    second = sql.get("/books/feed", params={"size": 2, "cursor": first["next_cursor"]}).json()
+    second = sql.get("/books/feed", params={"page_size": 2, "cursor": first["next_cursor"]}).json()
     assert titles_of(second) == ["Solaris", "The Left Hand of Darkness"]
     assert second["previous_cursor"] is not None
 
-    third = sql.get("/books/feed", params={"size": 2, "cursor": second["next_cursor"]}).json()
+    third = sql.get("/books/feed", params={"page_size": 2, "cursor": second["next_cursor"]}).json()
     assert titles_of(third) == ["Ubik"]
     assert third["next_cursor"] is None
 
-    back = sql.get("/books/feed", params={"size": 2, "cursor": third["previous_cursor"]}).json()
+    back = sql.get(
+        "/books/feed", params={"page_size": 2, "cursor": third["previous_cursor"]}
+    ).json()
     assert titles_of(back) == ["Solaris", "The Left Hand of Darkness"]
-    first_again = sql.get("/books/feed", params={"size": 2, "cursor": back["previous_cursor"]})
+    first_again = sql.get("/books/feed", params={"page_size": 2, "cursor": back["previous_cursor"]})
     assert titles_of(first_again.json()) == ["Dune", "Kindred"]
     assert first_again.json()["previous_cursor"] is None
 
-    # The size may change between pages; the sort may not.
-    bigger = sql.get("/books/feed", params={"size": 5, "cursor": first["next_cursor"]}).json()
+    # The page size may change between pages; the sort may not.
+    bigger = sql.get("/books/feed", params={"page_size": 5, "cursor": first["next_cursor"]}).json()
     assert titles_of(bigger) == ["Solaris", "The Left Hand of Darkness", "Ubik"]
 
 
 def test_cursor_query_is_keyset(sql_module: ModuleType, sql: TestClient) -> None:
     statements = Statements(sql_module)
-    ((query, params),) = statements.during(sql, "/books/feed", size=2, cursor=FIRST_CURSOR)
+    ((query, params),) = statements.during(sql, "/books/feed", page_size=2, cursor=FIRST_CURSOR)
     assert "count(" not in query
     # The endpoint's own ORDER BY, its tie-breaker (the primary key) appended.
     keyset = r"WHERE \(books\.title, books\.id\) > \(\?, \?\) "
     assert re.search(keyset + r"ORDER BY books\.title ASC, books\.id( ASC)? ", query), query
-    assert params == ("Kindred", 4, 3, 0)  # LIMIT size + 1, and nothing skipped
+    assert params == ("Kindred", 4, 3, 0)  # LIMIT page_size + 1, and nothing skipped
 
-    first = sql.get("/books/feed", params={"size": 2, "sort": "-year"}).json()
+    first = sql.get("/books/feed", params={"page_size": 2, "sort": "-year"}).json()
     assert titles_of(first) == ["Kindred", "Ubik"]
     ((mixed, _),) = statements.during(
-        sql, "/books/feed", size=2, sort="-year", cursor=first["next_cursor"]
+        sql, "/books/feed", page_size=2, sort="-year", cursor=first["next_cursor"]
     )
     assert "WHERE books.year < ? OR books.year = ? AND books.id > ?" in mixed
     rest = sql.get("/books/feed", params={"sort": "-year", "cursor": first["next_cursor"]})
@@ -496,16 +505,16 @@ def ids_of(body: dict[str, Any]) -> list[int]:
 
 
 def test_signed_cursor_walk(signed: TestClient) -> None:
-    first = signed.get("/events", params={"size": 3}).json()
+    first = signed.get("/events", params={"page_size": 3}).json()
     assert ids_of(first) == [12, 11, 10]
     assert first["items"][0] == {"id": 12, "at": "2025-01-01T09:12:00", "name": "event 12"}
     assert first["previous_cursor"] is None
     payload, signature = first["next_cursor"].split(".")
     assert payload
     assert signature
-    nxt = signed.get("/events", params={"size": 3, "cursor": first["next_cursor"]}).json()
+    nxt = signed.get("/events", params={"page_size": 3, "cursor": first["next_cursor"]}).json()
     assert ids_of(nxt) == [9, 8, 7]
-    back = signed.get("/events", params={"size": 3, "cursor": nxt["previous_cursor"]}).json()
+    back = signed.get("/events", params={"page_size": 3, "cursor": nxt["previous_cursor"]}).json()
     assert ids_of(back) == [12, 11, 10]
 
 
@@ -518,7 +527,7 @@ def tamper(cursor: str) -> str:
 
 
 def test_signed_cursor_refuses_forgeries(signed: TestClient) -> None:
-    cursor = signed.get("/events", params={"size": 3}).json()["next_cursor"]
+    cursor = signed.get("/events", params={"page_size": 3}).json()["next_cursor"]
     payload, signature = cursor.split(".")
     flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
     forgeries = {
@@ -538,7 +547,7 @@ def test_signed_cursor_refuses_forgeries(signed: TestClient) -> None:
 
 def test_signed_sizes(signed: TestClient) -> None:
     assert len(signed.get("/events").json()["items"]) == 10  # default_size=10
-    assert signed.get("/events", params={"size": 51}).status_code == 422  # max_size=50
+    assert signed.get("/events", params={"page_size": 51}).status_code == 422  # max_size=50
 
 
 def test_workers_need_the_same_secret(snippet_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -546,13 +555,13 @@ def test_workers_need_the_same_secret(snippet_env: Path, monkeypatch: pytest.Mon
         monkeypatch.setenv("CURSOR_SECRET", secret)
         module = load("pagination_signed")
         with TestClient(module.app) as client:
-            return client.get("/events", params={"size": 3}).json()["next_cursor"], module
+            return client.get("/events", params={"page_size": 3}).json()["next_cursor"], module
 
     cursor, _ = first_cursor("a" * 64)
     _, same = first_cursor("a" * 64)
     _, other = first_cursor("b" * 64)
     with TestClient(same.app) as client:
-        accepted = client.get("/events", params={"size": 3, "cursor": cursor})
+        accepted = client.get("/events", params={"page_size": 3, "cursor": cursor})
     assert ids_of(accepted.json()) == [9, 8, 7]
     with TestClient(other.app, raise_server_exceptions=False) as client:
         assert client.get("/events", params={"cursor": cursor}).status_code == 400

@@ -371,7 +371,7 @@ def _todo(client: TestClient, token: str, title: str) -> int:
 
 def _next_cursor(client: TestClient, token: str, query: str) -> str:
     response = client.get(
-        f"/todos/feed?size=1{query}", headers={"Authorization": f"Bearer {token}"}
+        f"/todos/feed?page_size=1{query}", headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 200, response.text
     cursor: str = response.json()["data"]["next_cursor"]

@@ -788,8 +788,8 @@ def test_page_listing_sorts_and_filters(client: TestClient) -> None:
         pytest.param("/todos", {"sort": "owner_id"}, "sort", id="sort-not-allowed"),
         pytest.param("/todos", {"sort": "title,title"}, "sort", id="sort-twice"),
         pytest.param("/todos", {"done": "perhaps"}, "done", id="done-not-bool"),
-        pytest.param("/todos/feed", {"size": 0}, "size", id="size-0"),
-        pytest.param("/todos/feed", {"size": 101}, "size", id="size-101"),
+        pytest.param("/todos/feed", {"page_size": 0}, "page_size", id="size-0"),
+        pytest.param("/todos/feed", {"page_size": 101}, "page_size", id="size-101"),
         pytest.param("/todos/feed", {"sort": "password_hash"}, "sort", id="feed-sort"),
         pytest.param("/todos/feed", {"cursor": "x" * 4097}, "cursor", id="cursor-too-long"),
     ],
@@ -829,7 +829,7 @@ def test_cursor_pages_walk_forward_and_back(client: TestClient) -> None:
     assert pages[0]["previous_cursor"] is None
     back = client.get(
         "/todos/feed",
-        params={"size": 3, "sort": "title", "cursor": pages[2]["previous_cursor"]},
+        params={"page_size": 3, "sort": "title", "cursor": pages[2]["previous_cursor"]},
         headers=headers,
     ).json()["data"]
     assert [t["title"] for t in back["items"]] == ["date", "fig", "kiwi"]
@@ -838,9 +838,9 @@ def test_cursor_pages_walk_forward_and_back(client: TestClient) -> None:
 def test_cursor_default_order_is_newest_first(client: TestClient) -> None:
     headers = user_headers(client, "alice")
     ids = create_todos(client, headers, TITLES)
-    first = client.get("/todos/feed", params={"size": 4}, headers=headers).json()["data"]
+    first = client.get("/todos/feed", params={"page_size": 4}, headers=headers).json()["data"]
     rest = client.get(
-        "/todos/feed", params={"size": 4, "cursor": first["next_cursor"]}, headers=headers
+        "/todos/feed", params={"page_size": 4, "cursor": first["next_cursor"]}, headers=headers
     ).json()["data"]
     assert [t["id"] for t in first["items"] + rest["items"]] == ids[::-1]
     assert rest["next_cursor"] is None
@@ -868,7 +868,7 @@ def tamper(cursor: str) -> str:
 def test_bad_cursor_is_400(client: TestClient, change: Any, message: str) -> None:
     headers = user_headers(client, "alice")
     create_todos(client, headers, TITLES)
-    cursor = client.get("/todos/feed", params={"size": 2}, headers=headers).json()["data"][
+    cursor = client.get("/todos/feed", params={"page_size": 2}, headers=headers).json()["data"][
         "next_cursor"
     ]
     response = client.get("/todos/feed", params={"cursor": change(cursor)}, headers=headers)
@@ -879,7 +879,7 @@ def test_bad_cursor_is_400(client: TestClient, change: Any, message: str) -> Non
 def test_cursor_for_another_sort_is_400(client: TestClient) -> None:
     headers = user_headers(client, "alice")
     create_todos(client, headers, TITLES)
-    cursor = client.get("/todos/feed", params={"size": 2}, headers=headers).json()["data"][
+    cursor = client.get("/todos/feed", params={"page_size": 2}, headers=headers).json()["data"][
         "next_cursor"
     ]
     response = client.get(

@@ -102,7 +102,7 @@ Q_SIZE = ("query", "page_size")
 Q_SORT = ("query", "sort")
 Q_DONE = ("query", "done")
 Q_CURSOR = ("query", "cursor")
-Q_FEED_SIZE = ("query", "size")
+Q_FEED_SIZE = ("query", "page_size")
 
 QUERY = [
     todo("query-page-zero", "GET", "/todos?page=0", 422, VALIDATION, loc=Q_PAGE),
@@ -224,11 +224,20 @@ QUERY = [
     todo(
         "query-done-on-feed-word", "GET", "/todos/feed?done=yes-please", 422, VALIDATION, loc=Q_DONE
     ),
-    todo("query-feed-size-zero", "GET", "/todos/feed?size=0", 422, VALIDATION, loc=Q_FEED_SIZE),
     todo(
-        "query-feed-size-over-max", "GET", "/todos/feed?size=101", 422, VALIDATION, loc=Q_FEED_SIZE
+        "query-feed-size-zero", "GET", "/todos/feed?page_size=0", 422, VALIDATION, loc=Q_FEED_SIZE
     ),
-    todo("query-feed-size-word", "GET", "/todos/feed?size=ten", 422, VALIDATION, loc=Q_FEED_SIZE),
+    todo(
+        "query-feed-size-over-max",
+        "GET",
+        "/todos/feed?page_size=101",
+        422,
+        VALIDATION,
+        loc=Q_FEED_SIZE,
+    ),
+    todo(
+        "query-feed-size-word", "GET", "/todos/feed?page_size=ten", 422, VALIDATION, loc=Q_FEED_SIZE
+    ),
     todo("query-cursor-unsigned-word", "GET", "/todos/feed?cursor=abc", 400, BAD_SIGNATURE),
     todo("query-cursor-symbols", "GET", "/todos/feed?cursor=%21%21%21", 400, BAD_SIGNATURE),
     todo(

@@ -631,7 +631,7 @@ def check_cursor_answer(response: Any, cursor: str, *, signed: bool) -> None:
         assert [error["loc"] for error in body["data"]] == [["query", "cursor"]]
         return
     if response.status_code == 200 and not signed:
-        assert set(body) == {"items", "next_cursor", "previous_cursor", "size"}, body
+        assert set(body) == {"items", "next_cursor", "previous_cursor", "page_size", "size"}, body
         assert all(type(i) is int for i in body["items"]), body
         return
     assert response.status_code == 400, (cursor, response.text)
@@ -680,7 +680,7 @@ def test_app_answers_a_changed_cursor_with_a_page_or_a_400(
     size: int,
 ) -> None:
     url = f"/{engine}/{'signed' if signed else 'plain'}/{order}"
-    first = cursor_app_client.get(url, size=size)
+    first = cursor_app_client.get(url, page_size=size)
     assert first.status_code == 200, first.text
     cursor = first.json()["next_cursor"]
     assert cursor is not None  # 16 rows: there is a second page
@@ -729,7 +729,7 @@ def test_walking_the_pages_visits_every_row_once_in_order(
     url = f"/{engine}/{'signed' if signed else 'plain'}/{order}"
     pages, cursor = [], None
     for _ in range(20):
-        response = cursor_app_client.get(url, size=size, cursor=cursor)
+        response = cursor_app_client.get(url, page_size=size, cursor=cursor)
         assert response.status_code == 200, response.text
         pages.append(response.json())
         cursor = pages[-1]["next_cursor"]
@@ -737,7 +737,7 @@ def test_walking_the_pages_visits_every_row_once_in_order(
             break
     assert [i for page in pages for i in page["items"]] == cursor_app_client.reference(order)
     for before, page in itertools.pairwise(pages):
-        response = cursor_app_client.get(url, size=size, cursor=page["previous_cursor"])
+        response = cursor_app_client.get(url, page_size=size, cursor=page["previous_cursor"])
         assert response.status_code == 200, response.text
         assert response.json()["items"] == before["items"]
 
@@ -761,7 +761,7 @@ def test_regression_a_walk_over_infinite_scores(cursor_app_client: CursorApp) ->
     # The same bug through the app: every page of -score, one row a page, boundary rows
     # with scores of inf and -inf included.
     for engine in ("async", "sync"):
-        response = cursor_app_client.get(f"/{engine}/plain/-score", size=1)
+        response = cursor_app_client.get(f"/{engine}/plain/-score", page_size=1)
         seen = []
         while True:
             assert response.status_code == 200, response.text

@@ -2,7 +2,7 @@
 domain, a 422 envelope naming every offending parameter outside it, never a 500.
 
 The domain is written down here from docs/pagination.md, not read from fastkit: ``page``
-1-1,000,000, ``page_size`` / ``limit`` / ``size`` 1-100 (or the configured maximum),
+1-1,000,000, ``page_size`` / ``limit`` 1-100 (or the configured maximum),
 ``offset`` 0-100,000,000; ``sort`` a comma-separated list of allowed fields, each at most
 once, ``-`` for descending, at most 500 characters. Both ways of declaring the params
 (``Depends()`` and ``Query()``) are checked.
@@ -32,8 +32,8 @@ DOMAINS: dict[str, dict[str, tuple[int, int, int]]] = {
     "small-page": {"page": (1, 1_000_000, 1), "page_size": (1, 10, 3)},
     "limit-offset": {"limit": (1, 100, 20), "offset": (0, 100_000_000, 0)},
     "big-limit": {"limit": (1, 500, 50), "offset": (0, 100_000_000, 0)},
-    "cursor": {"size": (1, 100, 20)},
-    "small-cursor": {"size": (1, 30, 10)},
+    "cursor": {"page_size": (1, 100, 20)},
+    "small-cursor": {"page_size": (1, 30, 10)},
 }
 SORT_FIELDS = ("name", "score", "created_at")
 SORT_DEFAULT = [("created_at", True)]  # default="-created_at"

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 if TYPE_CHECKING:
     from fastkit.pagination.params import CursorParams, LimitOffsetParams, PageParams
@@ -63,12 +63,25 @@ class LimitOffsetPage(BaseModel, Generic[T]):
 
 
 class CursorPage(BaseModel, Generic[T]):
-    """``{items, next_cursor, previous_cursor, size}``; a None cursor means no such page."""
+    """``{items, next_cursor, previous_cursor, page_size}``; a None cursor means no such page.
+
+    Until 0.3 the page also carries ``size``, the same number under its 0.1 name (marked
+    deprecated in the schema).
+    """
 
     items: list[T]
     next_cursor: str | None
     previous_cursor: str | None
-    size: int
+    page_size: int
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Deprecated: the same as page_size; removed in 0.3.",
+        json_schema_extra={"deprecated": True},
+    )
+    @property
+    def size(self) -> int:
+        """Deprecated: `page_size` under its 0.1 name, until 0.3."""
+        return self.page_size
 
     @classmethod
     def create(
@@ -85,5 +98,5 @@ class CursorPage(BaseModel, Generic[T]):
             items=list(items),
             next_cursor=next_cursor,
             previous_cursor=previous_cursor,
-            size=params.size,
+            page_size=params.page_size,
         )

@@ -1,4 +1,4 @@
-"""Query models: ``?page=&page_size=``, ``?limit=&offset=``, ``?cursor=&size=``, ``?sort=``.
+"""Query models: ``?page=&page_size=``, ``?limit=&offset=``, ``?cursor=&page_size=``, ``?sort=``.
 
 Declare them as ``Annotated[PageParams, Query()]``: FastAPI validates the query string into
 the model on the event loop (``Depends(PageParams)`` would build it in a worker thread on
@@ -9,13 +9,23 @@ builds its page with `create_page`.
 
 from __future__ import annotations
 
+import inspect
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+from fastapi import Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic._internal._model_construction import ModelMetaclass  # pydantic 2's, stable
 
 from fastkit.pagination.pages import CursorPage, LimitOffsetPage, Page
@@ -35,6 +45,8 @@ MAX_SIZE = 100
 # depth (use cursors there), and larger numbers would overflow database integers.
 MAX_PAGE = 1_000_000
 MAX_OFFSET = 100_000_000
+# CursorParams' page size: ?page_size= as PageParams, and 0.1's ?size= for a release.
+_PAGE_SIZE = AliasChoices("page_size", "size")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,11 @@ class _QueryModelMeta(ModelMetaclass):
     """
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        for old, new in cls._old_names.items():  # type: ignore[attr-defined]
+            value = kwargs.pop(old, None)
+            # FastAPI passes every parameter, the new name at its default when not sent.
+            if value is not None and kwargs.get(new) == cls.model_fields[new].default:  # type: ignore[attr-defined]
+                kwargs[new] = value
         try:
             return super().__call__(*args, **kwargs)
         except ValidationError as error:
@@ -80,6 +97,24 @@ class _QueryModelMeta(ModelMetaclass):
 
 class _QueryModel(BaseModel, metaclass=_QueryModelMeta):
     """Query parameters that answer 422, never 500, however they are declared."""
+
+    # Deprecated query names still read, old -> new. Fields declare the old one in their
+    # validation_alias (read under Query()); under Depends(Model) FastAPI reads the class
+    # signature instead, so it gets the old names as hidden keyword parameters too.
+    _old_names: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not cls._old_names:
+            return
+        signature = inspect.signature(cls)
+        hidden = Annotated[int | None, Query(include_in_schema=False)]
+        extra = [
+            inspect.Parameter(old, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hidden)
+            for old in cls._old_names
+        ]
+        cls.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
 
 
 def _check_sizes(default_size: int, max_size: int) -> None:
@@ -190,20 +225,37 @@ class LimitOffsetParams(_QueryModel):
 
 
 class CursorParams(_QueryModel):
-    """``?cursor=...&size=20``: keyset pagination; no cursor means the first page.
+    """``?cursor=...&page_size=20``: keyset pagination; no cursor means the first page.
 
     Cursors are opaque; a garbled, mistyped, tampered one or one made for another sort is
     answered 400. Sign them with `configure` (``secret=``) so clients cannot forge them.
+
+    The page size has the query name `PageParams` uses, ``page_size``. The name of 0.1,
+    ``?size=``, is still read (deprecated, and gone in 0.3); ``page_size`` wins when a
+    request sends both.
     """
 
     cursor: str | None = Field(None, max_length=4096, description="Opaque cursor from a page.")
-    size: int = Field(DEFAULT_SIZE, ge=1, le=MAX_SIZE, description="Items per page.")
+    page_size: int = Field(
+        DEFAULT_SIZE, ge=1, le=MAX_SIZE, description="Items per page.", validation_alias=_PAGE_SIZE
+    )
 
     cursor_secret: ClassVar[bytes | None] = None
+    _old_names: ClassVar[dict[str, str]] = {"size": "page_size"}
 
     def to_raw_params(self) -> CursorRawParams:
-        """``CursorRawParams(cursor, size, secret)``, the secret from `configure`."""
-        return CursorRawParams(self.cursor, self.size, self.cursor_secret)
+        """``CursorRawParams(cursor, page_size, secret)``, the secret from `configure`."""
+        return CursorRawParams(self.cursor, self.page_size, self.cursor_secret)
+
+    @property
+    def size(self) -> int:
+        """Deprecated: read `page_size` (``size`` goes in 0.3)."""
+        warnings.warn(
+            "CursorParams.size is deprecated; read page_size instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.page_size
 
     def create_page(
         self,
@@ -237,7 +289,16 @@ class CursorParams(_QueryModel):
         model = create_model(
             f"CursorParams_{default_size}_{max_size}",
             __base__=cls,
-            size=(int, Field(default_size, ge=1, le=max_size, description="Items per page.")),
+            page_size=(
+                int,
+                Field(
+                    default_size,
+                    ge=1,
+                    le=max_size,
+                    description="Items per page.",
+                    validation_alias=_PAGE_SIZE,
+                ),
+            ),
         )
         model.cursor_secret = key
         return model
