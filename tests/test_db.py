@@ -302,7 +302,7 @@ def test_a_conflict_is_chained_and_logged_as_one_info_line(
     [record] = [r for r in caplog.records if r.name == "fastkit.db"]
     assert record.levelno == logging.INFO
     assert record.exc_info is None
-    assert record.getMessage() == "Database conflict answered as 409: IntegrityError"
+    assert record.getMessage() == "Database conflict raised as Conflict (409): IntegrityError"
     assert names(sdb) == ["twice"]
 
 

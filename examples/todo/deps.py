@@ -261,6 +261,12 @@ class Services:
         given = self.settings.demo_password
         password = secrets.token_urlsafe(12) if given is None else given.get_secret_value()
         if await self.create_user(username, password) is None:
+            # Several workers started at once, and another one inserted it first.
+            logger.info(
+                "The demo user %r was created by another worker starting at the same time; "
+                "its password is in that worker's log.",
+                username,
+            )
             return
         shown = password if given is None else "(DEMO_PASSWORD)"
         logger.info("Created the demo user: username %r, password %s", username, shown)

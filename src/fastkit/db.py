@@ -56,6 +56,8 @@ logger = logging.getLogger("fastkit.db")
 DATABASE_UNAVAILABLE = "Database unavailable"
 INTEGRITY_CONFLICT = "The request conflicts with existing data"
 VALUE_REJECTED = "A value is out of range or invalid for the database"
+# create_all: tries in all when other processes create the same tables at the same moment.
+_CREATE_ATTEMPTS = 3
 
 # Drivers, by the extra that installs them.
 _DRIVER_EXTRAS = {
@@ -135,7 +137,7 @@ def _reraise_translated(error: BaseException) -> None:
     if isinstance(mapped, Conflict):
         # Routine (a username taken twice): one line, no traceback and no database detail
         # (the detail names the values: "Key (username)=(ann) already exists").
-        logger.info("Database conflict answered as 409: %s", type(error).__name__)
+        logger.info("Database conflict raised as Conflict (409): %s", type(error).__name__)
         raise mapped from error
     logger.warning(
         "Database error answered as %s: %s",
@@ -312,9 +314,22 @@ class Database:
         await session.close()
 
     async def create_all(self, metadata: MetaData) -> None:
-        """Create the tables of ``metadata`` that do not exist yet (for demos and tests)."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+        """Create the tables of ``metadata`` that do not exist yet (for demos and tests).
+
+        Several workers may start at once: when another one creates a table between this
+        one's check and its ``CREATE TABLE`` (SQLite's "table already exists", PostgreSQL's
+        unique violation in its catalog), the step is run again, and finds the table made.
+        """
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                async with self.engine.begin() as connection:
+                    await connection.run_sync(metadata.create_all)
+            except exc.DBAPIError:
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                logger.debug("create_all raced another process; checking again", exc_info=True)
+            else:
+                return
 
     async def drop_all(self, metadata: MetaData) -> None:
         """Drop the tables of ``metadata`` (for tests)."""
@@ -458,8 +473,17 @@ class SyncDatabase:
                 session.close()
 
     def create_all(self, metadata: MetaData) -> None:
-        """Create the tables of ``metadata`` that do not exist yet."""
-        metadata.create_all(self.engine)
+        """Create the tables of ``metadata`` that do not exist yet; a race with another
+        process creating them is run again, as `Database.create_all` does."""
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                metadata.create_all(self.engine)
+            except exc.DBAPIError:
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                logger.debug("create_all raced another process; checking again", exc_info=True)
+            else:
+                return
 
     def drop_all(self, metadata: MetaData) -> None:
         """Drop the tables of ``metadata``."""

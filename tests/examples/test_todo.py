@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -181,6 +183,60 @@ def test_demo_user_is_created_once_and_logged(
     else:
         assert hint.endswith("Lost it? Delete that user from the database, and a new one is made.")
     assert DEMO_PASSWORD not in caplog.text
+
+
+async def start_together(count: int = 2) -> None:
+    """``count`` apps' startups on one event loop at once, as workers of one server."""
+    apps = [create_app(Settings()) for _ in range(count)]
+    async with contextlib.AsyncExitStack() as stack:
+        await asyncio.gather(
+            *(stack.enter_async_context(app.router.lifespan_context(app)) for app in apps)
+        )
+
+
+CREATED = "Created the demo user: username 'demo', password (DEMO_PASSWORD)"
+CREATED_BY_ANOTHER = (
+    "The demo user 'demo' was created by another worker starting at the same time; "
+    "its password is in that worker's log."
+)
+
+
+def test_two_workers_creating_the_tables_together_start_cleanly(
+    env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both find no tables and both create them: the later ``CREATE TABLE`` fails (SQLite:
+    "already exists", PostgreSQL: a unique violation in its catalog) and is checked again.
+    Nothing is logged as a warning or with a traceback."""
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(start_together())
+    assert "create_all raced another process; checking again" in caplog.messages
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in shown if r.levelno >= logging.WARNING or r.exc_info] == []
+    demo = [r.getMessage() for r in caplog.records if "demo user" in r.getMessage()]
+    assert demo[0] == CREATED
+    # The other start found the user made, or lost the insert to it.
+    assert len(demo) == 2
+    assert demo[1] == CREATED_BY_ANOTHER or demo[1].startswith("The demo user 'demo' exists")
+    with TestClient(create_app(Settings())) as c:
+        assert login(c, "demo", DEMO_PASSWORD)["token_type"] == "bearer"
+
+
+def test_two_workers_creating_the_demo_user_together_log_no_traceback(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both find no demo user, both hash its password (in a thread, so they interleave) and
+    both insert it: the unique username refuses the second, which says so in one line."""
+    monkeypatch.setenv("DEMO_USERNAME", "")
+    asyncio.run(start_together(1))  # the tables, no demo user
+    monkeypatch.setenv("DEMO_USERNAME", "demo")
+    with caplog.at_level(logging.INFO):
+        asyncio.run(start_together())
+    demo = [r.getMessage() for r in caplog.records if "demo user" in r.getMessage()]
+    assert demo == [CREATED, CREATED_BY_ANOTHER]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    with TestClient(create_app(Settings())) as c:
+        assert login(c, "demo", DEMO_PASSWORD)["token_type"] == "bearer"
 
 
 def test_random_demo_password_is_printed_in_the_log(
