@@ -1,7 +1,8 @@
 """The smallest fastkit app: setup(), the envelope, a custom error and a paginated list.
 
-Run it with ``hatch run example:minimal`` (port 8002) or ``uvicorn examples.minimal.main:app``
-(port 8000), and open ``/docs``. See README.md beside this file.
+Run it with ``uvicorn examples.minimal.main:app`` and open http://127.0.0.1:8000/docs (in a
+fastkit checkout: ``hatch run example:minimal``, port 8002). ``fastkit new minimal DIR``
+makes a project of it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
     serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN
 router = APIRouter(prefix="/items", tags=["items"], route_class=EnvelopeRoute)
 
-# An in-memory store keeps the example a single file; see examples/todo for a database.
+# An in-memory store keeps the example a single file; the todo starter has a database.
 ITEMS: dict[int, Item] = {1: Item(id=1, name="pen", stock=3), 2: Item(id=2, name="ink")}
 
 

@@ -1,4 +1,4 @@
-"""The todo service: ``uvicorn examples.todo.main:app`` (see README.md next to this file).
+"""The todo service: ``uvicorn examples.todo.main:app`` (see the README).
 
 ``create_app(settings)`` builds an app; ``app`` is the one made from the environment.
 """

@@ -1,0 +1,1 @@
+"""The starter's tests: ``pytest`` from the project root."""
