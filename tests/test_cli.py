@@ -165,6 +165,8 @@ def test_refuses_a_directory_that_is_not_empty(
         pytest.param("json", None, "would shadow the module", id="stdlib"),
         pytest.param("ok", "fastapi", "would shadow the module", id="fastapi"),
         pytest.param("ok", "tests", "would shadow the module", id="tests"),
+        pytest.param("pytest", None, "would shadow the module", id="installed-pytest"),
+        pytest.param("ok", "httpx", "would shadow the module", id="installed-httpx"),
         pytest.param("ok", "Ü", "is not a Python package name", id="non-ascii"),
     ],
 )
@@ -190,6 +192,24 @@ def test_refuses_an_unknown_starter(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert status == 2
     assert "invalid choice: 'blog'" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_directory_that_cannot_be_written_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    status, _, err = new(capsys, "new", "minimal", str(tmp_path / "a-file" / "inside"))
+    assert status == 1
+    assert err.startswith(f"fastkit: Cannot write {tmp_path / 'a-file' / 'inside'}")
+    assert "Traceback" not in err
+
+
+def test_next_steps_quote_a_path_with_spaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = new(capsys, "new", "minimal", str(tmp_path / "my shop"), "--name", "shop")
+    assert status == 0
+    assert f"  cd '{tmp_path / 'my shop'}'" in out
 
 
 def test_package_names() -> None:

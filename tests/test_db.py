@@ -625,3 +625,90 @@ def test_translate_error_leaves_unrelated_errors_alone() -> None:
     original = KeyError("x")
     assert translate_error(original) is original
     assert isinstance(ServiceUnavailable(), ServiceUnavailable)
+
+
+# --- create_all while another process creates the same tables ----------------------------
+
+
+def fake_race(db: Database | SyncDatabase, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first check of each table says "missing" though it exists, as when another worker
+    created it just after this one looked; the CREATE TABLE then fails. Returns the tables
+    whose check was faked."""
+    dialect = db.engine.dialect
+    faked: list[str] = []
+
+    def first_time(name: str) -> bool:
+        if name in faked:
+            return False
+        faked.append(name)
+        return True
+
+    real_one = dialect.has_table
+
+    def has_table(connection: Any, table_name: str, *args: Any, **kwargs: Any) -> bool:
+        return not first_time(table_name) and bool(
+            real_one(connection, table_name, *args, **kwargs)
+        )
+
+    monkeypatch.setattr(dialect, "has_table", has_table)
+    real_many = getattr(dialect, "has_multi_table", None)
+    if real_many is not None:  # SQLAlchemy 2.1 checks all the tables in one call
+
+        def has_multi_table(connection: Any, names: Any, **kwargs: Any) -> Any:
+            found = dict(real_many(connection, names, **kwargs))
+            for key in found:
+                if first_time(key[1]):
+                    found[key] = False
+            return found
+
+        monkeypatch.setattr(dialect, "has_multi_table", has_multi_table)
+    return faked
+
+
+def test_create_all_checks_again_when_a_table_appeared_meanwhile(
+    adb: Database,
+    sdb: SyncDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    faked = fake_race(adb, monkeypatch)
+
+    async def create() -> None:
+        try:
+            await adb.create_all(Base.metadata)
+        finally:
+            await adb.dispose()
+
+    with caplog.at_level(logging.DEBUG, logger="fastkit.db"):
+        asyncio.run(create())  # no error: the second pass finds the table made
+    assert faked
+    assert "create_all raced another process; checking again" in caplog.messages
+    with sdb.session_scope() as session:  # nothing dropped or recreated: parent 1 is there
+        assert session.scalar(select(func.count()).select_from(Parent)) == 1
+
+
+def test_sync_create_all_checks_again_when_a_table_appeared_meanwhile(
+    sdb: SyncDatabase, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    faked = fake_race(sdb, monkeypatch)
+    with caplog.at_level(logging.DEBUG, logger="fastkit.db"):
+        sdb.create_all(Base.metadata)
+    assert faked
+    assert "create_all raced another process; checking again" in caplog.messages
+
+
+def test_create_all_does_not_retry_what_a_retry_cannot_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No server: raised at once, not tried three times."""
+    db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/test")
+
+    async def create() -> None:
+        try:
+            await db.create_all(Base.metadata)
+        finally:
+            await db.dispose()
+
+    with caplog.at_level(logging.DEBUG, logger="fastkit.db"), pytest.raises(ConnectionRefusedError):
+        asyncio.run(create())
+    assert "create_all raced another process; checking again" not in caplog.messages

@@ -1,8 +1,6 @@
 """The smallest fastkit app: setup(), the envelope, a custom error and a paginated list.
 
-Run it with ``uvicorn examples.minimal.main:app`` and open http://127.0.0.1:8000/docs (in a
-fastkit checkout: ``hatch run example:minimal``, port 8002). ``fastkit new minimal DIR``
-makes a project of it.
+Run it with ``uvicorn examples.minimal.main:app`` and open http://127.0.0.1:8000/docs.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from fastkit.responses import Envelope, EnvelopeRoute, ok
 from fastkit.routing import OptionalSlashRouter
 from fastkit.staticfiles import SPAStaticFiles
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "AccessLogMiddleware",

@@ -10,8 +10,10 @@ ships them as ``fastkit/_starters/<name>``, and a checkout reads them from ``exa
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import keyword
 import re
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from importlib import resources
@@ -78,12 +80,20 @@ def package_name(text: str) -> str:
             f"{text!r} is not a Python package name; pass --name with letters, digits and _ "
             "(e.g. --name my_service)."
         )
-    if name in _TAKEN or name in sys.stdlib_module_names:
+    if name in _TAKEN or name in sys.stdlib_module_names or _installed(name):
         raise StarterError(
             f"The package name {name!r} would shadow the module of that name; pass --name "
             "with another one (e.g. --name my_service)."
         )
     return name
+
+
+def _installed(name: str) -> bool:
+    """Whether ``import name`` finds a module already (pytest, httpx, a package of yours)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return True
 
 
 def _templates(starter: str) -> Traversable:
@@ -153,12 +163,18 @@ def new_project(starter: str, directory: Path, *, name: str | None = None) -> st
     plan = list(_plan(starter, package))
     for relative, entry in plan:
         target = directory / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if relative.suffix in _TEXT_SUFFIXES:
-            text = entry.read_text(encoding="utf-8")
-            target.write_text(_render(text, starter, package), encoding="utf-8")
-        else:
-            target.write_bytes(entry.read_bytes())
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if relative.suffix in _TEXT_SUFFIXES:
+                text = entry.read_text(encoding="utf-8")
+                target.write_text(_render(text, starter, package), encoding="utf-8")
+            else:
+                target.write_bytes(entry.read_bytes())
+        except OSError as error:
+            raise StarterError(
+                f"Cannot write {target} ({error.strerror or type(error).__name__}); "
+                "choose a directory you can write to."
+            ) from None
     return package
 
 
@@ -200,11 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(1, f"fastkit: {error}\n")
     where = args.directory
     print(f"Wrote the {args.starter} starter to {where} (package {package}). Next:")
-    print(f"  cd {where}")
+    print(f"  cd {shlex.quote(str(where))}")
     print("  python -m venv .venv && . .venv/bin/activate")
     print('  pip install -e ".[test]"')
     print("  pytest")
     print(f"  uvicorn {package}.main:app --reload")
+    print("Its README.md says more (settings: .env.example).")
     return 0
 
 

@@ -130,6 +130,19 @@ def translate_error(error: BaseException) -> BaseException:
     return error
 
 
+# What a CREATE answers when another process created the object since the check: unique
+# violation (PostgreSQL's catalogs), duplicate table, duplicate object.
+_CREATED_MEANWHILE = {"23505", "42P07", "42710"}
+
+
+def _created_meanwhile(error: exc.DBAPIError) -> bool:
+    """Whether ``create_all`` failed because the table appeared after its check (run it
+    again), rather than for a reason a retry cannot fix (no connection, no privilege)."""
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code in _CREATED_MEANWHILE or "already exists" in str(orig).lower()
+
+
 def _reraise_translated(error: BaseException) -> None:
     mapped = translate_error(error)
     if mapped is error:
@@ -324,8 +337,8 @@ class Database:
             try:
                 async with self.engine.begin() as connection:
                     await connection.run_sync(metadata.create_all)
-            except exc.DBAPIError:
-                if attempt == _CREATE_ATTEMPTS - 1:
+            except exc.DBAPIError as error:
+                if attempt == _CREATE_ATTEMPTS - 1 or not _created_meanwhile(error):
                     raise
                 logger.debug("create_all raced another process; checking again", exc_info=True)
             else:
@@ -478,8 +491,8 @@ class SyncDatabase:
         for attempt in range(_CREATE_ATTEMPTS):
             try:
                 metadata.create_all(self.engine)
-            except exc.DBAPIError:
-                if attempt == _CREATE_ATTEMPTS - 1:
+            except exc.DBAPIError as error:
+                if attempt == _CREATE_ATTEMPTS - 1 or not _created_meanwhile(error):
                     raise
                 logger.debug("create_all raced another process; checking again", exc_info=True)
             else:

@@ -5,13 +5,15 @@ takes the marker (``Depends`` or ``Query``), and ``Annotated[PageParams, marker(
 be evaluated there.
 """
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import column
 
 from fastkit import install_exception_handlers
@@ -225,6 +227,32 @@ def test_cursor_params_still_read_the_deprecated_size(client: TestClient) -> Non
         for parameter in client.get("/openapi.json").json()["paths"]["/cursor"]["get"]["parameters"]
     ]
     assert names == ["cursor", "page_size"]
+
+
+def test_cursor_params_built_directly_read_the_deprecated_size() -> None:
+    assert CursorParams(size=5).page_size == 5
+    assert SmallCursors(size=30).page_size == 30
+    assert CursorParams(size=5, page_size=7).page_size == 7
+    with pytest.raises(RequestValidationError) as info:
+        CursorParams(size=0)
+    assert [error["loc"] for error in info.value.errors()] == [("query", "page_size")]
+
+
+def test_subclasses_of_cursor_params_keep_a_valid_signature() -> None:
+    """A model with extra="allow" has **kwargs, which must stay last; a subclass whose
+    signature is inherited must not get ``size`` twice."""
+
+    class Loose(CursorParams):
+        model_config = ConfigDict(extra="allow")
+
+    class Later(CursorParams):
+        note: "Undefined | None" = None  # noqa: F821 - resolved later, or never
+
+    loose = list(inspect.signature(Loose).parameters.values())
+    assert loose[-1].kind is inspect.Parameter.VAR_KEYWORD
+    assert [p.name for p in loose].count("size") == 1
+    assert list(inspect.signature(Later).parameters).count("size") == 1
+    assert Loose(size=4).page_size == 4
 
 
 def test_cursor_params_size_attribute_is_deprecated() -> None:

@@ -81,8 +81,10 @@ class _QueryModelMeta(ModelMetaclass):
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         for old, new in cls._old_names.items():  # type: ignore[attr-defined]
             value = kwargs.pop(old, None)
-            # FastAPI passes every parameter, the new name at its default when not sent.
-            if value is not None and kwargs.get(new) == cls.model_fields[new].default:  # type: ignore[attr-defined]
+            # Depends(Model) passes every parameter, the new name at its default when not
+            # sent: there the old name wins over a new one sent at its default value.
+            default = cls.model_fields[new].default  # type: ignore[attr-defined]
+            if value is not None and kwargs.get(new, default) == default:
                 kwargs[new] = value
         try:
             return super().__call__(*args, **kwargs)
@@ -110,11 +112,17 @@ class _QueryModel(BaseModel, metaclass=_QueryModelMeta):
             return
         signature = inspect.signature(cls)
         hidden = Annotated[int | None, Query(include_in_schema=False)]
+        # Without the old names (a signature inherited from the parent has them), and with
+        # them before a **kwargs (a model with extra="allow" has one).
+        keep = [p for p in signature.parameters.values() if p.name not in cls._old_names]
+        rest = [p for p in keep if p.kind is inspect.Parameter.VAR_KEYWORD]
         extra = [
             inspect.Parameter(old, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hidden)
             for old in cls._old_names
         ]
-        cls.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+        cls.__signature__ = signature.replace(
+            parameters=[*(p for p in keep if p not in rest), *extra, *rest]
+        )
 
 
 def _check_sizes(default_size: int, max_size: int) -> None:
