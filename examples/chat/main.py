@@ -37,6 +37,7 @@ from fastkit.auth import (
     auth_router,
 )
 from fastkit.docs_assets import serve_docs_locally
+from fastkit.health import health_router
 from fastkit.routing import unique_id_from_tag
 from fastkit.websocket import (
     Broker,
@@ -172,9 +173,10 @@ def create_app(
     async def index() -> str:
         return page
 
-    @app.get("/health", tags=["chat"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    # /health: ready when this worker hears the others (Redis subscribed and answering);
+    # /health/live: the process serves requests.
+    checks = {"redis": broker.ping} if isinstance(broker, RedisBroker) else {}
+    app.include_router(health_router(checks=checks, timeout=2.0))
 
     @app.get("/me", tags=["chat"])
     async def me(user: CurrentUser) -> dict[str, str]:

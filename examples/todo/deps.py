@@ -32,6 +32,7 @@ from fastkit.auth import (
     TokenService,
 )
 from fastkit.db import Database
+from fastkit.health import HealthCheck
 from fastkit.pagination import CursorParams, SortParams
 from fastkit.ratelimit import LoginThrottle, RateLimit, client_ip, jwt_subject
 from fastkit.stores import MemoryStore, RedisStore, Store
@@ -264,8 +265,9 @@ class Services:
             # Several workers started at once, and another one inserted it first.
             logger.info(
                 "The demo user %r was created by another worker starting at the same time; "
-                "its password is in that worker's log.",
+                "its password is %s.",
                 username,
+                "in that worker's log" if given is None else "DEMO_PASSWORD",
             )
             return
         shown = password if given is None else "(DEMO_PASSWORD)"
@@ -294,6 +296,13 @@ class Services:
                 )
             else:
                 logger.info("REDIS_URL is not set: logouts are kept in this process only.")
+
+    def health_checks(self) -> dict[str, HealthCheck]:
+        """What the readiness route checks: the database, and Redis when it is used."""
+        checks: dict[str, HealthCheck] = {"database": self.db.ping}
+        if isinstance(self.store, RedisStore):
+            checks["redis"] = self.store.ping
+        return checks
 
     async def aclose(self) -> None:
         await self.store.aclose()

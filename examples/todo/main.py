@@ -3,29 +3,21 @@
 ``create_app(settings)`` builds an app; ``app`` is the one made from the environment.
 """
 
-# No ``from __future__ import annotations``: /health is defined in create_app.
-
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
-from fastkit import (
-    EnvelopeRoute,
-    MissingDependencyError,
-    RequestIDLogFilter,
-    ServiceUnavailable,
-    setup,
-)
+from fastkit import MissingDependencyError, RequestIDLogFilter, setup
 from fastkit.docs_assets import serve_docs_locally
+from fastkit.health import health_router
 from fastkit.routing import unique_id_from_tag
 
 from .deps import Services
 from .models import Base
 from .routers import auth, todos, users
-from .schemas import Health
 from .settings import Settings
 
 
@@ -75,19 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
         serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN
 
-    health = APIRouter(tags=["health"], route_class=EnvelopeRoute)
-
-    @health.get("/health")
-    async def health_check() -> Health:
-        """200 when the database answers, 503 when not: for load balancers and probes."""
-        if not await services.db.ping(timeout=2.0):
-            raise ServiceUnavailable("Database unavailable", data={"database": False})
-        return Health(database=True)
-
     app.include_router(auth.router(services))
     app.include_router(users.router(services))
     app.include_router(todos.router(services))
-    app.include_router(health)
+    # /health (readiness: the database, and Redis when REDIS_URL is set; 503 naming what
+    # failed) and /health/live (liveness: touches nothing), for probes and load balancers.
+    app.include_router(health_router(checks=services.health_checks(), timeout=2.0))
     return app
 
 

@@ -59,7 +59,3 @@ class TodoOut(BaseModel):
     title: str
     done: bool
     created_at: UTCDatetime
-
-
-class Health(BaseModel):
-    database: bool

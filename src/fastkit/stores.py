@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import logging
 import math
 import re
 import time
@@ -26,6 +27,8 @@ from dataclasses import field as dataclass_field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from fastkit._compat import require
+
+logger = logging.getLogger("fastkit.stores")
 
 __all__ = [
     "GCRAResult",
@@ -810,6 +813,18 @@ class RedisStore:
     def client(self) -> Any:
         """The ``redis.asyncio.Redis`` client."""
         return self._backend.client
+
+    async def ping(self) -> bool:
+        """True if Redis answers ``PING``; for `fastkit.health.health_router`'s checks.
+
+        Never raises: a failure is logged (WARNING, with the reason) and answers False.
+        """
+        try:
+            await self._backend.client.ping()
+        except Exception as error:
+            logger.warning("Redis ping failed: %r", error)
+            return False
+        return True
 
     def namespace(self, name: str, *, evictable: bool = True) -> RedisStore:
         # Eviction is the server's: with maxmemory, use maxmemory-policy noeviction (every

@@ -191,7 +191,13 @@ def test_full_session(http: httpx.Client, server: Server) -> None:
 
 def test_health_and_headers(http: httpx.Client) -> None:
     response = http.get("/health")
-    assert data(response) == {"database": True}
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/health+json"
+    assert {name: result[0]["status"] for name, result in response.json()["checks"].items()} in (
+        {"database": "pass"},
+        {"database": "pass", "redis": "pass"},  # the postgres-redis run
+    )
+    assert http.get("/health/live").json() == {"status": "pass"}
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     assert "x-process-time" in response.headers
 

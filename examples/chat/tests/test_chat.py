@@ -84,3 +84,9 @@ def test_without_a_token_a_browser_reads_close_code_1008(client: TestClient) -> 
     ):
         ws.receive_text()
     assert (closed.value.code, closed.value.reason) == (1008, "Missing token")
+
+
+def test_health(client: TestClient) -> None:
+    """Readiness (with REDIS_URL: the broker hears the other workers) and liveness."""
+    assert client.get("/health").json() == {"status": "pass", "checks": {}}
+    assert client.get("/health/live").json() == {"status": "pass"}

@@ -25,7 +25,11 @@ def data(response: Any, status: int = 200) -> Any:
 
 
 def test_health(client: TestClient) -> None:
-    assert data(client.get("/health")) == {"database": True}
+    """Readiness (the database answers) and liveness, in application/health+json."""
+    ready = client.get("/health")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"][0]["status"] == "pass"
+    assert client.get("/health/live").json() == {"status": "pass"}
 
 
 def test_the_demo_user_logs_in(client: TestClient) -> None:

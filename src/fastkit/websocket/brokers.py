@@ -167,6 +167,18 @@ class RedisBroker:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
+    async def ping(self) -> bool:
+        """True if this worker is subscribed and Redis answers ``PING``: it hears the other
+        workers' messages. For `fastkit.health.health_router`'s checks; never raises."""
+        if not self.subscribed.is_set():
+            return False
+        try:
+            await self.client.ping()
+        except Exception as error:
+            logger.warning("Redis ping failed: %r", error)
+            return False
+        return True
+
     def _sign(self, data: bytes) -> bytes:
         """``<hex HMAC-SHA256>.<data>``, what goes on the channel."""
         return hmac.new(self._key, data, hashlib.sha256).hexdigest().encode() + b"." + data
