@@ -98,6 +98,14 @@ def setup() -> FastAPI:
     return fastkit.setup(_app())
 
 
+def setup_metrics() -> FastAPI:
+    """setup(app) with Prometheus metrics (fastkit.metrics), in a registry of its own."""
+    from prometheus_client import CollectorRegistry
+
+    quiet_access_log()
+    return fastkit.setup(_app(), metrics=True, metrics_registry=CollectorRegistry())
+
+
 def setup_nolog() -> FastAPI:
     return fastkit.setup(_app(), access_log=False)
 
@@ -135,6 +143,7 @@ CONFIGS: list[tuple[str, str, Callable[[], FastAPI], tuple[str, ...]]] = [
     ("bare", "(1) bare FastAPI", bare, ()),
     ("setup", "(2) fastkit.setup(app) defaults", setup, OURS + SECURITY),
     ("setup-nolog", "(2b) fastkit.setup(app, access_log=False)", setup_nolog, OURS + SECURITY),
+    ("setup-metrics", "(2d) fastkit.setup(app, metrics=True)", setup_metrics, OURS + SECURITY),
     (
         "setup-unprotected",
         "(2c) setup(app, security_headers=False, max_body_size=None)",
@@ -159,6 +168,7 @@ CONFIGS: list[tuple[str, str, Callable[[], FastAPI], tuple[str, ...]]] = [
 LABELS = {key: label for key, label, _, _ in CONFIGS}
 TARGETS = [  # (numerator, denominator, description, minimum)
     ("setup", "bare", "(2)/(1)  setup(app) vs bare FastAPI", 0.80),
+    ("setup-metrics", "bare", "(2d)/(1) setup(app, metrics=True) vs bare FastAPI", 0.75),
     ("setup", "seed", "(2)/(3)  setup(app) vs seed timing middleware", 2.5),
     ("rid", "cid", "(4b)/(4a) RequestIDMiddleware vs CorrelationIdMiddleware", 1.0),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -10,7 +11,9 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from fastkit._compat import require
 from fastkit.errors import ErrorStyle, install_exception_handlers
+from fastkit.metrics import HTTPMetrics, PrometheusMiddleware
 from fastkit.middleware.body_limit import DEFAULT_MAX_BODY_SIZE, BodyLimitMiddleware, check_size
 from fastkit.middleware.cors import DEFAULT_CORS_METHODS, DEFAULT_EXPOSE_HEADERS, cors_options
 from fastkit.middleware.observability import ObservabilityMiddleware
@@ -58,6 +61,9 @@ def setup(
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     security_headers: bool = True,
     hsts: bool | None = None,
+    metrics: bool = False,
+    metrics_registry: Any = None,
+    tracing: bool = False,
 ) -> FastAPI:
     """Install fastkit's exception handlers and middleware on ``app``.
 
@@ -109,13 +115,22 @@ def setup(
             framing, COOP, a CSP for API answers and one that ``/docs`` works under).
         hsts: ``Strict-Transport-Security``: None sends it on https requests, True
             always, False never (see `SecurityHeadersMiddleware`).
+        metrics: Count and time every request for Prometheus (the ``metrics`` extra; see
+            `fastkit.metrics`), in `ObservabilityMiddleware`; serve them with
+            ``app.include_router(metrics_router())``.
+        metrics_registry: The prometheus-client registry for them (default: the global).
+        tracing: Instrument the app with OpenTelemetry (the ``otel`` extra) outside every
+            layer here, and put the request id on each server span as
+            ``fastkit.request_id``. Configure the SDK (tracer provider, exporter) yourself.
 
     Returns:
         The same ``app``, for chaining.
 
     Raises:
         RuntimeError: If ``setup`` was already called on ``app``, or the app already serves.
-        ValueError: If an option is invalid (see `add_cors`).
+        ValueError: If an option is invalid (see `add_cors`), or ``tracing`` is asked for
+            without ``request_id``.
+        MissingDependencyError: With ``metrics`` or ``tracing`` and their extra missing.
 
     Example:
         ```python
@@ -134,6 +149,14 @@ def setup(
         check_size(max_body_size, "max_body_size")
     if gzip_min_size is not None and gzip_min_size < 0:
         raise ValueError(f"gzip_min_size must be >= 0 bytes, got {gzip_min_size}.")
+    if tracing and not request_id:
+        raise ValueError("tracing=True puts the request id on spans; keep request_id=True.")
+    http_metrics = HTTPMetrics.get(metrics_registry) if metrics else None
+    instrumentor = (
+        require("opentelemetry.instrumentation.fastapi", "otel").FastAPIInstrumentor
+        if tracing
+        else None
+    )
     cors = None
     if cors_origins is not None or cors_origin_regex is not None:
         # Validate everything before touching the app, so a bad option leaves it unchanged.
@@ -172,7 +195,18 @@ def setup(
         )
     if request_id or access_log or timing:
         app.add_middleware(
-            ObservabilityMiddleware, request_id=request_id, access_log=access_log, timing=timing
+            ObservabilityMiddleware,
+            request_id=request_id,
+            access_log=access_log,
+            timing=timing,
+            metrics=http_metrics,
+            tracing=tracing,
         )
+    elif metrics:
+        app.add_middleware(PrometheusMiddleware, registry=metrics_registry)
+    if instrumentor is not None:
+        # Outside every layer above (it wraps the whole stack): the span is current while
+        # they run, so the request id goes on it and log records can name the trace.
+        instrumentor.instrument_app(app, exclude_spans=["receive", "send"])
     setattr(app.state, _SETUP_MARK, True)
     return app

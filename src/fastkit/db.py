@@ -24,6 +24,7 @@ from fastapi import Depends
 
 from fastkit._compat import MissingDependencyError, require
 from fastkit.errors import BadRequest, Conflict, ServiceUnavailable
+from fastkit.metrics import record
 
 require("sqlalchemy", "sqlalchemy")
 
@@ -147,6 +148,7 @@ def _reraise_translated(error: BaseException) -> None:
     mapped = translate_error(error)
     if mapped is error:
         return
+    record("db_error", str(mapped.status_code))  # type: ignore[attr-defined]
     if isinstance(mapped, Conflict):
         # Routine (a username taken twice): one line, no traceback and no database detail
         # (the detail names the values: "Key (username)=(ann) already exists").

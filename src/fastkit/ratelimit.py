@@ -43,6 +43,7 @@ from fastkit.errors import (
     error_handlers_installed,
     render_error,
 )
+from fastkit.metrics import record
 from fastkit.request_context import RESPONSE_HEADERS, add_response_headers, escape_for_log
 from fastkit.routing import matched_route, route_template
 from fastkit.stores import GCRAResult, MemoryStore, Store, StoreError, Window
@@ -576,7 +577,7 @@ class RateLimit:
         # there; without it, this limit's items join theirs (the error's headers win).
         sent = dict(request.scope.get(_SENT_FIELDS) or {})
         _merge_fields(sent, fields)
-        return _refusal(request, _rate_limited(result, sent))
+        return _refusal(request, _rate_limited(result, sent, self.name))
 
     def _log_store_error(self, error: StoreError) -> None:
         now = time.monotonic()
@@ -621,10 +622,12 @@ class RateLimit:
 
 
 def _rate_limited(
-    result: GCRAResult, fields: Mapping[str, str], *, message: str = RATE_LIMITED
+    result: GCRAResult, fields: Mapping[str, str], name: str, *, message: str = RATE_LIMITED
 ) -> TooManyRequests:
     """The 429 for a refused ``result``: ``Retry-After`` (whole seconds, at least 1) beside
-    ``fields``, and ``message`` saying how long to wait."""
+    ``fields``, and ``message`` saying how long to wait. Counted for `fastkit.metrics` under
+    the limit's ``name``."""
+    record("ratelimit_refused", name)
     seconds = max(1, _whole(result.retry_after))
     return TooManyRequests(
         message.format(seconds=seconds), headers={**fields, "Retry-After": str(seconds)}
@@ -697,7 +700,7 @@ class RateLimitMiddleware:
                 if result is not None:
                     fields = limit.header_fields(result) if limit.headers else None
                     if not result.allowed:
-                        raise _rate_limited(result, fields or {})
+                        raise _rate_limited(result, fields or {}, limit.name)
         except (TooManyRequests, ServiceUnavailable) as refused:
             await render_error(request, refused)(scope, receive, send)
             return
@@ -806,7 +809,7 @@ class LoginThrottle:
                 continue
             if not result.allowed:
                 await self.succeeded(taken)  # this attempt did not happen
-                raise _rate_limited(result, {}, message=FAILED_LOGINS)
+                raise _rate_limited(result, {}, limit.name, message=FAILED_LOGINS)
             taken.append((limit, key))
         return taken
 

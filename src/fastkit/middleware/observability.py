@@ -15,10 +15,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastkit._compat import require
 from fastkit.errors import UnhandledErrorMiddleware
 from fastkit.middleware.body_limit import BodyLimitMiddleware
 from fastkit.middleware.security_headers import SecurityHeadersMiddleware
@@ -37,6 +38,9 @@ __all__ = ["ObservabilityMiddleware"]
 # Between this layer and the error responder, these change nothing the responder answers.
 _PASS_ERRORS_THROUGH: tuple[type, ...] = (BodyLimitMiddleware,)
 _FROM_CONTEXT = object()  # default for log(request_id=...): read get_request_id()
+if TYPE_CHECKING:
+    from fastkit.metrics import HTTPMetrics
+
 _OURS, _SECURITY, _CONTENT_TYPE = 1, 2, 3  # what a response header is to this layer
 
 
@@ -70,6 +74,10 @@ class ObservabilityMiddleware:
         logger: The access logger or its name.
         timing_header: The header for the elapsed seconds; None for ``Server-Timing`` only.
         server_timing: Also send ``Server-Timing``.
+        metrics: Count and time every request in these `fastkit.metrics.HTTPMetrics`
+            (what `setup` passes with ``metrics=True``).
+        tracing: Put the request id on the current OpenTelemetry span as
+            ``fastkit.request_id`` (what `setup` passes with ``tracing=True``).
 
     Raises:
         ValueError: If ``request_id_header`` is empty, or ``timing`` has no header to send.
@@ -93,6 +101,8 @@ class ObservabilityMiddleware:
         logger: str | logging.Logger = "fastkit.access",
         timing_header: str | None = "X-Process-Time",
         server_timing: bool = True,
+        metrics: HTTPMetrics | None = None,
+        tracing: bool = False,
     ) -> None:
         if request_id and (not request_id_header or not request_id_header.strip()):
             raise ValueError(
@@ -133,6 +143,8 @@ class ObservabilityMiddleware:
         self.request_id = request_id
         self.access_log = access_log
         self.timing = timing
+        self.metrics = metrics
+        self._current_span = _current_span() if tracing and request_id else None
         self.request_id_header = request_id_header
         self.generator = request_id_generator
         self.validator = request_id_validator
@@ -158,7 +170,7 @@ class ObservabilityMiddleware:
         # Only the access log is on: with a logger that keeps not even ERROR records, there
         # is nothing to do (checked per request: logging can be configured later).
         self._log_only = access_log and not (
-            request_id or timing or self.answers_errors or self.security
+            request_id or timing or self.answers_errors or self.security or metrics
         )
 
     def _incoming(self, scope: Scope) -> str | None:
@@ -188,6 +200,8 @@ class ObservabilityMiddleware:
         if kind != "http":
             if kind == "websocket" and self.request_id:
                 await self._websocket(scope, receive, send)
+            elif kind == "lifespan" and self.metrics is not None:
+                await self.app(scope, receive, _release_gauges_at_shutdown(send))
             else:
                 await self.app(scope, receive, send)
             return
@@ -216,6 +230,12 @@ class ObservabilityMiddleware:
             if self.request_id:
                 request_id = (incoming is not None and self._valid(incoming)) or self.generator()
                 token = set_request_id(scope, request_id, self.request_id_header)
+                if self._current_span is not None:
+                    self._current_span().set_attribute("fastkit.request_id", request_id)
+        metrics = self.metrics
+        if metrics is not None:
+            method = metrics.method(scope)
+            metrics.started(method)
         if security is not None and security.is_docs(scope):
             app, security = security, None  # the layer itself: it hashes the page's scripts
         pending: dict[str, str] = {}  # add_response_headers() from deeper down
@@ -277,6 +297,8 @@ class ObservabilityMiddleware:
                 )
             raise
         finally:
+            if metrics is not None:
+                metrics.finished(scope, method, status or 500, (end or time.perf_counter()) - start)
             if self.access_log:
                 duration = ((end or time.perf_counter()) - start) * 1000
                 # An app that raised before responding: the client got (or gets) a 500.
@@ -292,6 +314,8 @@ class ObservabilityMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = self._incoming(scope) or self.generator()
         token = set_request_id(scope, request_id, self.request_id_header)
+        if self._current_span is not None:
+            self._current_span().set_attribute("fastkit.request_id", request_id)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -455,3 +479,24 @@ def _process_template() -> dict[str, object]:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_template.clear)
+
+
+def _current_span() -> Callable[[], Any]:
+    """OpenTelemetry's ``get_current_span`` (the ``otel`` extra)."""
+    trace = require("opentelemetry.trace", "otel")
+    get_current_span: Callable[[], Any] = trace.get_current_span
+    return get_current_span
+
+
+def _release_gauges_at_shutdown(send: Send) -> Send:
+    """The lifespan's send; at shutdown, multiprocess metrics forget this worker's live
+    gauges (`fastkit.metrics.mark_process_dead`)."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            from fastkit.metrics import mark_process_dead
+
+            mark_process_dead()
+        await send(message)
+
+    return wrapped

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import ASGIApp
 
@@ -78,9 +79,11 @@ class RequestIDMiddleware(ObservabilityMiddleware):
 
 
 class RequestIDLogFilter(logging.Filter):
-    """Put ``record.request_id`` on every record (``default`` outside a request).
+    """Put ``record.request_id`` on every record (``default`` outside a request), and
+    ``record.trace_id`` / ``record.span_id`` (hex, as OpenTelemetry writes them; ``default``
+    without a current span or without OpenTelemetry installed).
 
-    Attach it to a handler and use ``%(request_id)s`` in the format.
+    Attach it to a handler and use ``%(request_id)s`` (and ``%(trace_id)s``) in the format.
 
     Example:
         ```python
@@ -93,8 +96,21 @@ class RequestIDLogFilter(logging.Filter):
     def __init__(self, name: str = "", default: str = "-") -> None:
         super().__init__(name)
         self.default = default
+        try:
+            from opentelemetry.trace import get_current_span
+        except ImportError:  # the otel extra is optional
+            self._current_span: Callable[[], Any] | None = None
+        else:
+            self._current_span = get_current_span
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = get_request_id()
         record.request_id = request_id if request_id is not None else self.default
+        trace_id = span_id = self.default
+        if self._current_span is not None:
+            context = self._current_span().get_span_context()
+            if context.is_valid:
+                trace_id = format(context.trace_id, "032x")
+                span_id = format(context.span_id, "016x")
+        record.trace_id, record.span_id = trace_id, span_id
         return True

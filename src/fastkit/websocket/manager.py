@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from fastkit.metrics import record
 from fastkit.websocket.brokers import Broker, MemoryBroker
 from fastkit.websocket.refusals import WebSocketRefused
 
@@ -33,6 +34,10 @@ logger = logging.getLogger("fastkit.websocket")
 
 CLOSE_TOO_SLOW = 1008  # policy violation: the client does not read its messages
 CLOSE_SEND_TIMEOUT = 1011  # a send took longer than send_timeout
+# Closes the server decided, for fastkit_websocket_drops_total{reason} (fastkit.metrics);
+# not 1000 (the handler or the client ended it). 1011 is a send timeout or a handler's
+# error: their callers name the reason.
+_DROP_REASONS = {CLOSE_TOO_SLOW: "slow_reader", 1006: "gone", 1001: "shutdown"}
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 Frame = tuple[str, str | bytes]  # ("text" | "bytes", payload)
@@ -323,6 +328,7 @@ class ConnectionManager:
             conn = Connection(websocket, client_id, self.queue_size)
             conn.user_id = user_id
             self._connections[client_id] = conn
+            record("websocket_connected")
             for room in rooms:
                 self.join(conn, room)
         except BaseException:
@@ -339,7 +345,7 @@ class ConnectionManager:
             raise
         finally:
             self._release_user(user_id)  # first: nothing below may skip it
-            closer = self._drop(conn, code)
+            closer = self._drop(conn, code, reason="handler_error" if code == 1011 else None)
             # Shielded from anyio cancellation (a cancelled task group or scope), whose
             # every await would otherwise fail at once and lose the close frame; bounded.
             with anyio.CancelScope(shield=True):
@@ -567,11 +573,13 @@ class ConnectionManager:
         ]
         for conn in late:
             logger.warning("Closing websocket %s: a send timed out", conn.id)
-            self._drop(conn, CLOSE_SEND_TIMEOUT)
+            self._drop(conn, CLOSE_SEND_TIMEOUT, reason="send_timeout")
         if self._connections:  # else the next connection's writer starts it again
             self._watch_sends(loop)
 
-    def _drop(self, conn: Connection, code: int, *, send: bool = True) -> asyncio.Task[None]:
+    def _drop(
+        self, conn: Connection, code: int, *, send: bool = True, reason: str | None = None
+    ) -> asyncio.Task[None]:
         """Unregister ``conn`` now; return the task that stops its writer and closes it.
 
         Safe to call again: later calls return the first call's task. The close frame
@@ -582,6 +590,10 @@ class ConnectionManager:
         """
         if conn.closer is not None:
             return conn.closer
+        record("websocket_disconnected")
+        reason = reason or _DROP_REASONS.get(code)
+        if reason is not None:
+            record("websocket_dropped", reason)
         conn.closed = True
         conn.close_code = code
         conn.dropped.set()

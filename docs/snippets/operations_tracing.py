@@ -1,0 +1,29 @@
+import logging
+
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from fastkit import RequestIDLogFilter, setup
+
+# The SDK is yours to configure: where spans go (an OTLP exporter in production).
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+trace.set_tracer_provider(provider)
+
+handler = logging.StreamHandler()
+handler.addFilter(RequestIDLogFilter())  # %(request_id)s, %(trace_id)s, %(span_id)s
+handler.setFormatter(
+    logging.Formatter("%(levelname)s %(request_id)s trace=%(trace_id)s %(message)s")
+)
+logging.getLogger("app").addHandler(handler)
+
+app = FastAPI()
+setup(app, tracing=True)  # the instrumentation, outside fastkit's layers
+
+
+@app.get("/hello")
+async def hello() -> dict[str, str]:
+    logging.getLogger("app").warning("saying hello")  # carries the trace id
+    return {"hello": "world"}
