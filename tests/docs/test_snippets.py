@@ -69,6 +69,9 @@ SNIPPET_NAMES = [
     "websocket_chat",
     "websocket_auth",
     "websocket_redis",
+    # operations.md (tested in test_snippets_operations.py)
+    "operations_app",
+    "operations_tracing",
     # testing.md (run as a project of their own in tests/test_testing.py)
     "testing_conftest",
     "testing_test_notes",
