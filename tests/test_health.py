@@ -167,6 +167,28 @@ def test_a_sync_check_runs_in_a_worker_thread() -> None:
     assert threads[0].name != "MainThread"
 
 
+def test_a_hung_sync_check_holds_one_thread_not_one_per_probe() -> None:
+    """A thread cannot be stopped: until it returns, the check fails at once."""
+    started: list[threading.Thread] = []
+    release = threading.Event()
+
+    def hangs_in_a_driver() -> bool:
+        started.append(threading.current_thread())
+        release.wait(10)
+        return True
+
+    with client_for(checks={"sync": hangs_in_a_driver}, timeout=0.1) as client:
+        outputs = [client.get("/health").json()["checks"]["sync"][0]["output"] for _ in range(5)]
+        assert outputs == ["Timed out after 0.1 s."] + ["Still running since an earlier probe."] * 4
+        assert len(started) == 1
+        release.set()
+        deadline = time.monotonic() + 5
+        while client.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert len(started) == 2
+
+
 def test_a_sync_check_that_returns_false_fails() -> None:
     with client_for(checks={"sync": lambda: False}) as client:
         assert client.get("/health").status_code == 503

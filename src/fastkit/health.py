@@ -82,6 +82,9 @@ class _Readiness:
         self.checks = dict(checks)
         self.timeouts = dict(timeouts)
         self.running: asyncio.Future[tuple[dict[str, Any], int]] | None = None
+        # Sync checks whose thread still runs (a timeout cannot stop a thread): they fail
+        # at once until it returns, rather than start one more thread per probe.
+        self.busy: set[str] = set()
 
     async def __call__(self) -> tuple[dict[str, Any], int]:
         running = self.running
@@ -113,7 +116,11 @@ class _Readiness:
         started = time.perf_counter()
         output: str | None = None
         try:
-            passed = await asyncio.wait_for(_call(check), timeout)
+            if name in self.busy:
+                raise _StillRunning
+            passed = await asyncio.wait_for(_call(name, check, self.busy), timeout)
+        except _StillRunning:
+            output = "Still running since an earlier probe."
         except (TimeoutError, asyncio.TimeoutError):
             output = f"Timed out after {timeout:g} s."
         except Exception as error:
@@ -135,16 +142,29 @@ class _Readiness:
         return result
 
 
-async def _call(check: HealthCheck) -> Any:
+async def _call(name: str, check: HealthCheck, busy: set[str]) -> Any:
     if inspect.iscoroutinefunction(check) or inspect.iscoroutinefunction(
         getattr(check, "__call__", None)  # noqa: B004 - an object with an async __call__
     ):
         return await check()
-    # A sync function (SyncDatabase.ping) may block: in a worker thread, never on the loop.
-    result = await anyio.to_thread.run_sync(check)
+    # A sync function (SyncDatabase.ping) may block: in a worker thread, never on the loop;
+    # marked busy until the thread returns, even after a timeout gave up waiting for it.
+    busy.add(name)
+
+    def run() -> Any:
+        try:
+            return check()
+        finally:
+            busy.discard(name)
+
+    result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+class _StillRunning(Exception):
+    """A sync check's thread from an earlier probe has not returned."""
 
 
 def health_router(

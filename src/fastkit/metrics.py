@@ -37,6 +37,8 @@ from fastkit.routing import route_template
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "MAX_ROUTES",
+    "OVERFLOW_ROUTE",
     "UNMATCHED_ROUTE",
     "HTTPMetrics",
     "PrometheusMiddleware",
@@ -47,7 +49,11 @@ __all__ = [
 
 # Seconds; Prometheus' defaults, with 25 ms and 250 ms for APIs that answer fast.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-UNMATCHED_ROUTE = "unmatched"  # one label for every path no route matched (404s, scans)
+UNMATCHED_ROUTE = "unmatched"  # one label for every request that reached no route
+OVERFLOW_ROUTE = "overflow"  # routes past MAX_ROUTES (see HTTPMetrics.finished)
+# Distinct route labels kept per registry: an app has tens of routes; more means labels
+# that carry values (a mount path with a parameter), which must not grow without end.
+MAX_ROUTES = 1000
 # Other methods share one label: a client must not make a time series per made-up method.
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 _STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -132,6 +138,7 @@ class HTTPMetrics:
         # Children by label values: .labels() is a dict lookup and a lock otherwise.
         self._requests: dict[tuple[str, str, str], Any] = {}
         self._durations: dict[tuple[str, str], Any] = {}
+        self._routes: set[str] = set()
         self._in_progress = {method: self.in_progress.labels(method) for method in _METHODS}
         self._in_progress["other"] = self.in_progress.labels("other")
 
@@ -170,6 +177,11 @@ class HTTPMetrics:
         """One answered request: its route (read now, after routing), status and time."""
         self._in_progress[method].dec()
         route = route_template(scope) or UNMATCHED_ROUTE
+        if route not in self._routes:
+            if len(self._routes) >= MAX_ROUTES:
+                route = OVERFLOW_ROUTE
+            else:
+                self._routes.add(route)
         status_class = _STATUS_CLASSES[status // 100 - 1] if 100 <= status < 600 else "5xx"
         key = (method, route, status_class)
         counter = self._requests.get(key)

@@ -233,9 +233,6 @@ class ObservabilityMiddleware:
                 if self._current_span is not None:
                     self._current_span().set_attribute("fastkit.request_id", request_id)
         metrics = self.metrics
-        if metrics is not None:
-            method = metrics.method(scope)
-            metrics.started(method)
         if security is not None and security.is_docs(scope):
             app, security = security, None  # the layer itself: it hashes the page's scripts
         pending: dict[str, str] = {}  # add_response_headers() from deeper down
@@ -288,6 +285,9 @@ class ObservabilityMiddleware:
             if kind == "http.response.body" and not message.get("more_body"):
                 end = time.perf_counter()
 
+        if metrics is not None:
+            method = metrics.method(scope)
+            metrics.started(method)
         try:
             await app(scope, receive, send_observed)
         except Exception as exc:
@@ -298,7 +298,12 @@ class ObservabilityMiddleware:
             raise
         finally:
             if metrics is not None:
-                metrics.finished(scope, method, status or 500, (end or time.perf_counter()) - start)
+                try:
+                    metrics.finished(
+                        scope, method, status or 500, (end or time.perf_counter()) - start
+                    )
+                except Exception:  # a metrics file that cannot be written must not cost the log
+                    self.logger.exception("Recording the request's metrics failed")
             if self.access_log:
                 duration = ((end or time.perf_counter()) - start) * 1000
                 # An app that raised before responding: the client got (or gets) a 500.
