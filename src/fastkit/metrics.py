@@ -25,11 +25,13 @@ until metrics are installed: they never import prometheus-client.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fastkit._compat import require
@@ -91,19 +93,29 @@ class HTTPMetrics:
     def __init__(self, registry: Any, buckets: Sequence[float]) -> None:
         prometheus = require("prometheus_client", "metrics")
         self.registry = registry
+        self._shared = _multiprocess_dir() is not None
+        # Several processes: prometheus-client's own metrics, which write the shared files.
+        # One process: plain counts per request, turned into the same families when
+        # scraped (_Collector), a third of the cost of the locked updates per request.
+        own = None if not self._shared else registry
         self.requests = prometheus.Counter(
             "http_requests_total",
             "HTTP requests answered, by method, route template and status class.",
             ["method", "route", "status"],
-            registry=registry,
+            registry=own,
         )
         self.duration = prometheus.Histogram(
             "http_request_duration_seconds",
             "Seconds from the request to the response's last byte, by method and route.",
             ["method", "route"],
             buckets=tuple(buckets),
-            registry=registry,
+            registry=own,
         )
+        self._bounds = tuple(float(b) for b in buckets)
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._observed: dict[tuple[str, str], list[Any]] = {}  # [bucket counts, sum]
+        if not self._shared:
+            registry.register(_Collector(self))
         self.in_progress = prometheus.Gauge(
             "http_requests_in_progress",
             "HTTP requests being answered, by method.",
@@ -139,8 +151,14 @@ class HTTPMetrics:
         self._requests: dict[tuple[str, str, str], Any] = {}
         self._durations: dict[tuple[str, str], Any] = {}
         self._routes: set[str] = set()
-        self._in_progress = {method: self.in_progress.labels(method) for method in _METHODS}
-        self._in_progress["other"] = self.in_progress.labels("other")
+        # In one process the in-progress gauge is read when scraped (set_function): a plain
+        # count per request instead of two locked updates. Several processes share files,
+        # which only inc/dec write.
+        self._live = dict.fromkeys([*_METHODS, "other"], 0)
+        self._in_progress = {method: self.in_progress.labels(method) for method in self._live}
+        if not self._shared:
+            for method, child in self._in_progress.items():
+                child.set_function(functools.partial(self._live.__getitem__, method))
 
     @classmethod
     def get(
@@ -171,11 +189,17 @@ class HTTPMetrics:
         return method if method in _METHODS else "other"
 
     def started(self, method: str) -> None:
-        self._in_progress[method].inc()
+        if self._shared:
+            self._in_progress[method].inc()
+        else:
+            self._live[method] += 1
 
     def finished(self, scope: Mapping[str, Any], method: str, status: int, seconds: float) -> None:
         """One answered request: its route (read now, after routing), status and time."""
-        self._in_progress[method].dec()
+        if self._shared:
+            self._in_progress[method].dec()
+        else:
+            self._live[method] -= 1
         route = route_template(scope) or UNMATCHED_ROUTE
         if route not in self._routes:
             if len(self._routes) >= MAX_ROUTES:
@@ -184,6 +208,15 @@ class HTTPMetrics:
                 self._routes.add(route)
         status_class = _STATUS_CLASSES[status // 100 - 1] if 100 <= status < 600 else "5xx"
         key = (method, route, status_class)
+        if not self._shared:
+            counts = self._counts
+            counts[key] = counts.get(key, 0) + 1
+            observed = self._observed.get((method, route))
+            if observed is None:
+                observed = self._observed[(method, route)] = [[0] * (len(self._bounds) + 1), 0.0]
+            observed[0][bisect.bisect_left(self._bounds, seconds)] += 1
+            observed[1] += seconds
+            return
         counter = self._requests.get(key)
         if counter is None:
             counter = self._requests[key] = self.requests.labels(*key)
@@ -204,6 +237,43 @@ class HTTPMetrics:
             self.websocket_connections.dec()
         elif event == "websocket_dropped":
             self.websocket_drops.labels(label or "unknown").inc()
+
+
+class _Collector:
+    """The request counter and latency histogram of one process, as prometheus-client's
+    families, built from `HTTPMetrics`' plain counts when scraped."""
+
+    def __init__(self, metrics: HTTPMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []  # the names are checked for duplicates from collect()
+
+    def collect(self) -> Iterator[Any]:
+        core = require("prometheus_client.core", "metrics")
+        metrics = self.metrics
+        requests = core.CounterMetricFamily(
+            "http_requests",
+            metrics.requests._documentation,
+            labels=["method", "route", "status"],
+        )
+        for key, count in list(metrics._counts.items()):
+            requests.add_metric(list(key), count)
+        yield requests
+        duration = core.HistogramMetricFamily(
+            "http_request_duration_seconds",
+            metrics.duration._documentation,
+            labels=["method", "route"],
+        )
+        utils = require("prometheus_client.utils", "metrics")
+        bounds = [*(utils.floatToGoString(b) for b in metrics._bounds), "+Inf"]
+        for (method, route), (counts, total) in list(metrics._observed.items()):
+            cumulative, running = [], 0
+            for bound, count in zip(bounds, counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            duration.add_metric([method, route], cumulative, total)
+        yield duration
 
 
 def _multiprocess_dir() -> str | None:
