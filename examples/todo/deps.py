@@ -7,6 +7,7 @@ test can build a fresh app with its own database and secret.
 # No ``from __future__ import annotations``: FastAPI evaluates the annotations of the
 # current_user dependency made in Services, which name its local variables.
 
+import functools
 import hashlib
 import logging
 import os
@@ -31,6 +32,7 @@ from fastkit.auth import (
     TokenClaims,
     TokenService,
 )
+from fastkit.caching import Idempotency
 from fastkit.db import Database
 from fastkit.health import HealthCheck
 from fastkit.pagination import CursorParams, SortParams
@@ -296,6 +298,11 @@ class Services:
                 )
             else:
                 logger.info("REDIS_URL is not set: logouts are kept in this process only.")
+
+    @functools.cached_property
+    def idempotency(self) -> Idempotency:
+        """Idempotency-Key on POST /todos: answers kept a day, in the shared store."""
+        return Idempotency(store=self.store)
 
     def health_checks(self) -> dict[str, HealthCheck]:
         """What the readiness route checks: the database, and Redis when it is used."""

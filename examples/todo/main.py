@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=unique_id_from_tag,
     )
     app.state.services = services
-    setup(app)  # envelope errors, request id, access log, timing
+    # Envelope errors, request id, access log, timing; caching: ETags (304 for
+    # If-None-Match) and the Idempotency-Key store of POST /todos.
+    setup(app, caching=True)
     with contextlib.suppress(MissingDependencyError):  # the offline-docs extra
         serve_docs_locally(app)  # /docs and /redoc from this app, not a CDN
 

@@ -12,6 +12,7 @@ from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fastkit._compat import require
+from fastkit.caching import install_caching
 from fastkit.errors import ErrorStyle, install_exception_handlers
 from fastkit.metrics import HTTPMetrics, PrometheusMiddleware
 from fastkit.middleware.body_limit import DEFAULT_MAX_BODY_SIZE, BodyLimitMiddleware, check_size
@@ -64,6 +65,7 @@ def setup(
     metrics: bool = False,
     metrics_registry: Any = None,
     tracing: bool = False,
+    caching: bool = False,
 ) -> FastAPI:
     """Install fastkit's exception handlers and middleware on ``app``.
 
@@ -119,6 +121,9 @@ def setup(
             `fastkit.metrics`), in `ObservabilityMiddleware`; serve them with
             ``app.include_router(metrics_router())``.
         metrics_registry: The prometheus-client registry for them (default: the global).
+        caching: Add `fastkit.caching.CachingMiddleware`: strong ETags on GET JSON answers
+            and 304s for ``If-None-Match``, and the storing end of ``ResponseCache`` and
+            ``Idempotency`` dependencies (see docs/caching.md).
         tracing: Instrument the app with OpenTelemetry (the ``otel`` extra) outside every
             layer here, and put the request id on each server span as
             ``fastkit.request_id``. Configure the SDK (tracer provider, exporter) yourself.
@@ -173,6 +178,9 @@ def setup(
     # Every add_middleware call wraps outside the previous ones: add innermost first.
     # The error responder is appended innermost by install_exception_handlers.
     install_exception_handlers(app, style=errors)
+    if caching:
+        # Inside gzip: the ETag is the hash of the body as the app wrote it.
+        install_caching(app)
     if gzip_min_size is not None:
         app.add_middleware(GZipMiddleware, minimum_size=gzip_min_size)
     if rate_limit is not None:

@@ -69,6 +69,8 @@ SNIPPET_NAMES = [
     "websocket_chat",
     "websocket_auth",
     "websocket_redis",
+    # caching.md (tested in test_snippets_caching.py)
+    "caching_app",
     # operations.md (tested in test_snippets_operations.py)
     "operations_app",
     "operations_tracing",

@@ -15,6 +15,11 @@ from typing import Any
 import bcrypt
 import jwt
 import pytest
+
+try:
+    import httpx2 as httpx
+except ImportError:  # Python 3.10: httpx2 needs 3.11+
+    import httpx  # type: ignore[no-redef]
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import event, select, update
@@ -24,6 +29,7 @@ from examples.todo.deps import worker_count
 from examples.todo.main import create_app
 from examples.todo.models import User
 from examples.todo.settings import Settings
+from fastkit.auth import PasswordHasher
 from fastkit.db import Database
 from tests.examples.todo_support import (
     DEMO_PASSWORD,
@@ -232,11 +238,24 @@ def test_two_workers_creating_the_tables_together_start_cleanly(
 def test_two_workers_creating_the_demo_user_together_log_no_traceback(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Both find no demo user, both hash its password (in a thread, so they interleave) and
-    both insert it: the unique username refuses the second, which says so in one line."""
+    """Both find no demo user, both hash its password and both insert it: the unique
+    username refuses the second, which says so in one line. (The hashing waits until both
+    starts reach it: both have checked before either inserts, whatever the machine's load.)"""
     monkeypatch.setenv("DEMO_USERNAME", "")
     asyncio.run(start_together(1))  # the tables, no demo user
     monkeypatch.setenv("DEMO_USERNAME", "demo")
+    arrived: list[object] = []
+    both = asyncio.Event()
+    original = PasswordHasher.ahash
+
+    async def ahash(self: PasswordHasher, password: str) -> str:
+        arrived.append(self)
+        if len(arrived) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 10)
+        return await original(self, password)
+
+    monkeypatch.setattr(PasswordHasher, "ahash", ahash)
     with caplog.at_level(logging.INFO):
         asyncio.run(start_together())
     demo = [r.getMessage() for r in caplog.records if "demo user" in r.getMessage()]
@@ -983,3 +1002,73 @@ def test_a_missing_database_schema_is_created(
         # Twice: the second start finds the schema and its tables.
         with TestClient(create_app(Settings())) as c:
             assert login(c, "demo", DEMO_PASSWORD)["token_type"] == "bearer"
+
+
+# --- conditional requests and idempotency keys -------------------------------------------
+
+
+def test_a_todo_has_an_etag_for_304s_and_stale_writes_get_412(client: TestClient) -> None:
+    ann = user_headers(client, "ann")
+    [todo_id] = create_todos(client, ann, ["write tests"])
+    read = client.get(f"/todos/{todo_id}", headers=ann)
+    etag = read.headers["etag"]
+    not_modified = client.get(f"/todos/{todo_id}", headers={**ann, "If-None-Match": etag})
+    assert (not_modified.status_code, not_modified.content) == (304, b"")
+
+    done = client.patch(f"/todos/{todo_id}", json={"done": True}, headers={**ann, "If-Match": etag})
+    assert done.status_code == 200
+    assert done.headers["etag"] != etag  # a new version, a new tag
+    # Another client still holds the old tag: its write is refused, and changes nothing.
+    stale = client.patch(
+        f"/todos/{todo_id}", json={"title": "overwritten"}, headers={**ann, "If-Match": etag}
+    )
+    assert stale.status_code == 412
+    assert stale.json()["code"] == 412
+    assert client.get(f"/todos/{todo_id}", headers=ann).json()["data"]["title"] == "write tests"
+    # The list gets a body ETag too.
+    listed = client.get("/todos", headers=ann)
+    assert (
+        client.get("/todos", headers={**ann, "If-None-Match": listed.headers["etag"]}).status_code
+        == 304
+    )
+
+
+def test_a_retried_post_with_an_idempotency_key_creates_one_todo(client: TestClient) -> None:
+    ann = user_headers(client, "ann")
+    key = {**ann, "Idempotency-Key": "create-milk-1"}
+    first = client.post("/todos", json={"title": "milk"}, headers=key)
+    retry = client.post("/todos", json={"title": "milk"}, headers=key)
+    assert (first.status_code, retry.status_code) == (201, 201)
+    assert retry.json() == first.json()
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert client.get("/todos", headers=ann).json()["data"]["total"] == 1
+    reused = client.post("/todos", json={"title": "eggs"}, headers=key)
+    assert reused.status_code == 422
+    # Another user's key of the same name is their own.
+    bob = user_headers(client, "bob")
+    theirs = client.post(
+        "/todos", json={"title": "milk"}, headers={**bob, "Idempotency-Key": "create-milk-1"}
+    )
+    assert theirs.status_code == 201
+    assert "idempotent-replayed" not in theirs.headers
+
+
+def test_fifty_concurrent_posts_with_one_key_create_one_row(client: TestClient) -> None:
+    """A client that fires its retries at once: one todo in the database, whatever the
+    store (memory, or Redis with the redis env) and the database."""
+    ann = user_headers(client, "ann")
+    headers = {**ann, "Idempotency-Key": "burst-1"}
+
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            answers = await asyncio.gather(
+                *(c.post("/todos", json={"title": "once"}, headers=headers) for _ in range(50))
+            )
+        return [answer.status_code for answer in answers]
+
+    statuses = client.portal.call(burst)
+    assert statuses.count(201) >= 1
+    assert set(statuses) <= {201, 409, 429}  # replayed, told to retry, or over the limit
+    listed = client.get("/todos", headers=ann).json()["data"]
+    assert [todo["title"] for todo in listed["items"]] == ["once"]

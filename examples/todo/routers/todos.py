@@ -8,17 +8,23 @@ Another user's todo is answered 404, as if it did not exist: a 403 would confirm
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastkit import EnvelopeRoute, NotFound
+from fastkit.caching import check_if_match, etag_of
 from fastkit.db import apaginate
 from fastkit.pagination import CursorPage, CursorParams, Page, PageParams, SortParams
 
 from ..deps import TODO_SORT_COLUMNS, Services, TodoSort
 from ..models import Todo, User
 from ..schemas import TodoCreate, TodoOut, TodoUpdate
+
+
+def todo_etag(todo: Todo) -> str:
+    """What a client saw of the todo: any change to it is a new ETag."""
+    return etag_of("todo", todo.id, todo.title, todo.done)
 
 
 def router(services: Services) -> APIRouter:
@@ -82,26 +88,46 @@ def router(services: Services) -> APIRouter:
         )
     }
 
-    @todos.post("", status_code=201, responses={201: {"links": todo_links}}, dependencies=limited)
+    # Idempotency-Key: a client that retries a POST whose answer it lost gets that answer
+    # again, and no second todo.
+    @todos.post(
+        "",
+        status_code=201,
+        responses={201: {"links": todo_links}},
+        dependencies=[*limited, Depends(services.idempotency)],
+    )
     async def create_todo(body: TodoCreate, user: Writer, session: Session) -> TodoOut:
         todo = Todo(owner_id=user.id, **body.model_dump())
         session.add(todo)
         await session.flush()  # assigns the id; the COMMIT runs before the 201 is sent
         return TodoOut.model_validate(todo)
 
+    # The ETag names the todo's version: If-None-Match on reads (304), If-Match on writes
+    # (412 when someone changed it since the client read it).
     @todos.get("/{todo_id}")
-    async def read_todo(todo_id: TodoID, user: Reader, session: Session) -> TodoOut:
-        return TodoOut.model_validate(await get_owned(session, user, todo_id))
+    async def read_todo(
+        todo_id: TodoID, user: Reader, session: Session, response: Response
+    ) -> TodoOut:
+        todo = await get_owned(session, user, todo_id)
+        response.headers["ETag"] = todo_etag(todo)
+        return TodoOut.model_validate(todo)
 
     @todos.patch("/{todo_id}", dependencies=limited)
     async def update_todo(
-        todo_id: TodoID, body: TodoUpdate, user: Writer, session: Session
+        todo_id: TodoID,
+        body: TodoUpdate,
+        user: Writer,
+        session: Session,
+        request: Request,
+        response: Response,
     ) -> TodoOut:
         todo = await get_owned(session, user, todo_id)
+        check_if_match(request, todo_etag(todo))
         for field, value in body.model_dump(exclude_unset=True).items():
             if value is not None:  # "title": null changes nothing
                 setattr(todo, field, value)
         await session.flush()
+        response.headers["ETag"] = todo_etag(todo)
         return TodoOut.model_validate(todo)
 
     @todos.delete("/{todo_id}", status_code=204, dependencies=limited)

@@ -114,3 +114,23 @@ def test_bad_query_parameters_are_a_422_naming_them(
 ) -> None:
     errors = data(client.get("/todos", params=params, headers=user), 422)
     assert [error["loc"] for error in errors] == [["query", field]]
+
+
+def test_a_retried_post_creates_one_todo(client: TestClient, user: dict[str, str]) -> None:
+    """The client lost the answer and sends the POST again with the same Idempotency-Key."""
+    headers = {**user, "Idempotency-Key": "buy-milk-1"}
+    first = data(client.post("/todos", json={"title": "milk"}, headers=headers), 201)
+    retry = client.post("/todos", json={"title": "milk"}, headers=headers)
+    assert data(retry, 201) == first
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert data(client.get("/todos", headers=user))["total"] == 1
+
+
+def test_a_stale_update_is_refused(client: TestClient, user: dict[str, str]) -> None:
+    todo = data(client.post("/todos", json={"title": "milk"}, headers=user), 201)
+    etag = client.get(f"/todos/{todo['id']}", headers=user).headers["etag"]
+    data(client.patch(f"/todos/{todo['id']}", json={"done": True}, headers=user))
+    stale = client.patch(
+        f"/todos/{todo['id']}", json={"title": "eggs"}, headers={**user, "If-Match": etag}
+    )
+    assert stale.status_code == 412

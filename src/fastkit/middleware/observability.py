@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit._compat import require
+from fastkit.caching import CachingMiddleware
 from fastkit.errors import UnhandledErrorMiddleware
 from fastkit.middleware.body_limit import BodyLimitMiddleware
 from fastkit.middleware.security_headers import SecurityHeadersMiddleware
@@ -35,8 +36,9 @@ from fastkit.request_context import (
 
 __all__ = ["ObservabilityMiddleware"]
 
-# Between this layer and the error responder, these change nothing the responder answers.
-_PASS_ERRORS_THROUGH: tuple[type, ...] = (BodyLimitMiddleware,)
+# Between this layer and the error responder, these change nothing the responder answers:
+# they let exceptions pass unchanged and add headers to no error answer.
+_PASS_ERRORS_THROUGH: tuple[type, ...] = (BodyLimitMiddleware, CachingMiddleware)
 _FROM_CONTEXT = object()  # default for log(request_id=...): read get_request_id()
 if TYPE_CHECKING:
     from fastkit.metrics import HTTPMetrics
