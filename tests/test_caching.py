@@ -186,6 +186,31 @@ def test_one_callers_answer_never_reaches_another(client: TestClient) -> None:
     assert (again.headers["x-cache"], again.json()["n"]) == ("hit", ann.json()["n"])
 
 
+def test_an_identity_function_scopes_entries_per_user_not_per_token(store: Store) -> None:
+    app = FastAPI()
+    setup(app, caching=True)
+    calls: list[str] = []
+    per_user = ResponseCache(ttl=30, store=store, identity=lambda r: r.headers.get("x-user"))
+
+    @app.get("/mine", dependencies=[Depends(per_user)])
+    async def mine(request: Request) -> dict[str, str]:
+        calls.append(request.headers.get("x-user", "-"))
+        return {"user": request.headers.get("x-user", "-")}
+
+    with TestClient(app) as client:
+        ann1 = client.get("/mine", headers={"x-user": "ann", "Authorization": "Bearer t1"})
+        ann2 = client.get("/mine", headers={"x-user": "ann", "Authorization": "Bearer t2"})
+        bob = client.get("/mine", headers={"x-user": "bob", "Authorization": "Bearer t1"})
+        anonymous = client.get("/mine")  # None: the credentials' hash, here none at all
+    assert [r.headers["x-cache"] for r in (ann1, ann2, bob, anonymous)] == [
+        "miss",
+        "hit",
+        "miss",
+        "miss",
+    ]
+    assert calls == ["ann", "bob", "-"]
+
+
 def test_one_computation_per_key_under_a_stampede(store: Store) -> None:
     async def stampede() -> tuple[set[int], int]:
         app = make_app(store)

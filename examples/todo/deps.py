@@ -302,7 +302,8 @@ class Services:
     @functools.cached_property
     def idempotency(self) -> Idempotency:
         """Idempotency-Key on POST /todos: answers kept a day, in the shared store."""
-        return Idempotency(store=self.store)
+        # Per user (the token's subject): a retry after a token refresh is the same user's.
+        return Idempotency(store=self.store, identity=jwt_subject(self.auth))
 
     def health_checks(self) -> dict[str, HealthCheck]:
         """What the readiness route checks: the database, and Redis when it is used."""

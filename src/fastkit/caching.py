@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -41,6 +42,7 @@ from fastkit.stores import MemoryStore, Store
 __all__ = [
     "CachingMiddleware",
     "Idempotency",
+    "Identity",
     "PreconditionFailed",
     "ResponseCache",
     "StoredResponse",
@@ -140,6 +142,21 @@ def _caller(request: Request) -> str:
     return digest.hexdigest()
 
 
+Identity = Callable[[Request], "Awaitable[str | None] | str | None"]
+"""Who is asking, for cache and idempotency scopes: ``fastkit.ratelimit.jwt_subject(auth)``
+(the token's subject), or a function of yours; None falls back to the credentials."""
+
+
+async def _who(identity: Identity | None, request: Request) -> str:
+    if identity is not None:
+        found = identity(request)
+        if inspect.isawaitable(found):
+            found = await found
+        if found is not None:
+            return f"id:{found}"
+    return _caller(request)
+
+
 def _layer(request: Request) -> dict[str, Any]:
     layer = request.scope.get(_LAYER)
     if layer is None:
@@ -176,6 +193,9 @@ class ResponseCache:
             ``Cache-Control: public``. By default each caller has its own entries.
         lock_timeout: Seconds other requests for the same key wait for the one computing it
             before computing it themselves.
+        identity: Who the caller is (see `Identity`), e.g. ``jwt_subject(auth)``: a user's
+            entries then survive a token refresh. By default, a hash of the
+            ``Authorization`` and ``Cookie`` headers.
 
     Only 200 answers of GET requests are stored, with their headers (but ``Set-Cookie``);
     the answer says ``X-Cache: hit`` or ``miss``.
@@ -192,6 +212,7 @@ class ResponseCache:
         store: Store | None = None,
         shared: bool = False,
         lock_timeout: float = 5.0,
+        identity: Identity | None = None,
     ) -> None:
         if not ttl > 0 or not lock_timeout > 0:
             raise ValueError("ttl and lock_timeout must be positive numbers of seconds.")
@@ -202,6 +223,7 @@ class ResponseCache:
         self.store: Store = (store if store is not None else MemoryStore()).namespace("cache")
         self.shared = shared
         self.lock_timeout = lock_timeout
+        self.identity = identity
 
     async def invalidate(self, *tags: str) -> None:
         """Drop every answer cached under any of ``tags`` (all of this cache's when none)."""
@@ -214,7 +236,7 @@ class ResponseCache:
         parts = [
             route_template(request.scope) or request.url.path,
             "&".join(sorted(request.url.query.split("&"))),
-            "*" if self.shared else _caller(request),
+            "*" if self.shared else await _who(self.identity, request),
             ",".join(f"{t}={v.decode()}" for t, v in zip(self.tags, versions, strict=True)),
         ]
         digest.update("\n".join(parts).encode())
@@ -265,13 +287,14 @@ def cache(
     tags: Sequence[str] = (),
     store: Store | None = None,
     shared: bool = False,
+    identity: Identity | None = None,
 ) -> ResponseCache:
     """``Depends(cache(ttl=30, tags=["todos"]))``: a `ResponseCache` for one route or router.
 
     Make it once, at import (each call has its own entries), and keep it to call
     ``invalidate`` on after writes.
     """
-    return ResponseCache(ttl, tags=tags, store=store, shared=shared)
+    return ResponseCache(ttl, tags=tags, store=store, shared=shared, identity=identity)
 
 
 # --- idempotency keys ----------------------------------------------------------------------
@@ -299,6 +322,9 @@ class Idempotency:
         required: Answer 400 to requests without the header, instead of running them.
         running_timeout: Seconds a key stays reserved for a request that never finishes
             (its worker died) before a retry may run.
+        identity: Who the caller is (see `Identity`), e.g. ``jwt_subject(auth)``: keys are
+            then per user, across token refreshes. By default, a hash of the
+            ``Authorization`` and ``Cookie`` headers.
 
     Raises:
         ValueError: If ``ttl`` or ``running_timeout`` is not positive.
@@ -313,6 +339,7 @@ class Idempotency:
         store: Store | None = None,
         required: bool = False,
         running_timeout: float = 60.0,
+        identity: Identity | None = None,
     ) -> None:
         if not ttl > 0 or not running_timeout > 0:
             raise ValueError("ttl and running_timeout must be positive numbers of seconds.")
@@ -322,6 +349,7 @@ class Idempotency:
         )
         self.required = required
         self.running_timeout = running_timeout
+        self.identity = identity
 
     async def __call__(self, request: Request) -> None:
         layer = _layer(request)
@@ -335,7 +363,7 @@ class Idempotency:
             raise BadRequest(f"{self.header} must be 1 to 255 visible ASCII characters.")
         route = route_template(request.scope) or request.url.path
         digest = hashlib.blake2b(digest_size=20)
-        digest.update(f"{_caller(request)}\n{route}\n".encode() + raw)
+        digest.update(f"{await _who(self.identity, request)}\n{route}\n".encode() + raw)
         key = f"key:{digest.hexdigest()}"
         body = await request.body()
         fingerprint = hashlib.blake2b(

@@ -1044,6 +1044,13 @@ def test_a_retried_post_with_an_idempotency_key_creates_one_todo(client: TestCli
     assert client.get("/todos", headers=ann).json()["data"]["total"] == 1
     reused = client.post("/todos", json={"title": "eggs"}, headers=key)
     assert reused.status_code == 422
+    # Keys are per user, not per token: after logging in again, the retry is still ann's.
+    again = bearer(login(client, "ann")["access_token"])
+    assert again != ann
+    later = client.post(
+        "/todos", json={"title": "milk"}, headers={**again, "Idempotency-Key": "create-milk-1"}
+    )
+    assert (later.status_code, later.headers.get("idempotent-replayed")) == (201, "true")
     # Another user's key of the same name is their own.
     bob = user_headers(client, "bob")
     theirs = client.post(
