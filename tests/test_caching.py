@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -376,3 +376,82 @@ def _quoted_hash(body: bytes) -> str:
     import hashlib
 
     return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+
+
+# --- review edges ----------------------------------------------------------------------------
+
+
+def edge_app(store: Store, *, with_setup: bool = True) -> FastAPI:
+    app = FastAPI()
+    if with_setup:
+        setup(app, caching=True)
+    else:
+        from fastkit.caching import CachingMiddleware
+
+        app.add_middleware(CachingMiddleware)  # alone: no handler for stored answers
+    app.state.calls = 0
+    per_item = ResponseCache(ttl=30, store=store, lock_timeout=30)
+    idempotent = Idempotency(store=store)
+
+    @app.get("/items/{item_id}", dependencies=[Depends(per_item)])
+    async def item(item_id: int, request: Request, response: Response) -> dict[str, int]:
+        request.app.state.calls += 1
+        response.headers["Vary"] = "Accept-Language"
+        return {"id": item_id}
+
+    @app.get("/gone", dependencies=[Depends(per_item)])
+    async def gone(request: Request) -> None:
+        request.app.state.calls += 1
+        await asyncio.sleep(0.05)
+        raise HTTPException(404, "gone")
+
+    @app.patch("/items/{item_id}", dependencies=[Depends(idempotent)])
+    async def patch(item_id: int, request: Request) -> dict[str, int]:
+        request.app.state.calls += 1
+        return {"patched": item_id}
+
+    return app
+
+
+def test_path_parameters_are_part_of_the_keys(store: Store) -> None:
+    with TestClient(edge_app(store)) as client:
+        assert client.get("/items/1").json() == {"id": 1}
+        two = client.get("/items/2")
+        assert (two.json(), two.headers["x-cache"]) == ({"id": 2}, "miss")
+        # The app's Vary is kept, and the cache's joins it.
+        assert two.headers["vary"] == "Accept-Language, Authorization, Cookie"
+        key = {"Idempotency-Key": "same"}
+        assert client.patch("/items/1", headers=key).json() == {"patched": 1}
+        second = client.patch("/items/2", headers=key)
+        assert second.json() == {"patched": 2}
+        assert "idempotent-replayed" not in second.headers
+
+
+def test_waiters_do_not_wait_out_the_lock_when_the_first_answer_is_not_stored(
+    store: Store,
+) -> None:
+    async def five() -> list[int]:
+        app = edge_app(store)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(client.get("/gone") for _ in range(5))), 10
+            )
+        return [answer.status_code for answer in answers]
+
+    assert asyncio.run(five()) == [404] * 5  # lock_timeout is 30 s: nobody waited it out
+
+
+def test_an_api_key_header_is_an_identity(store: Store) -> None:
+    with TestClient(edge_app(store)) as client:
+        ann = client.get("/items/1", headers={"X-API-Key": "ann-key"})
+        bob = client.get("/items/1", headers={"X-API-Key": "bob-key"})
+        assert [ann.headers["x-cache"], bob.headers["x-cache"]] == ["miss", "miss"]
+
+
+def test_the_middleware_alone_answers_stored_responses(store: Store) -> None:
+    with TestClient(edge_app(store, with_setup=False)) as client:
+        assert client.get("/items/1").status_code == 200
+        again = client.get("/items/1")
+        assert (again.status_code, again.headers["x-cache"]) == (200, "hit")
+        assert again.json() == {"id": 1}

@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -36,7 +37,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastkit.errors import AppError, Conflict, UnprocessableEntity
 from fastkit.errors.exceptions import BadRequest
-from fastkit.routing import route_template
 from fastkit.stores import MemoryStore, Store
 
 __all__ = [
@@ -132,10 +132,11 @@ def check_if_match(request: Request, current: str | None) -> None:
 
 
 def _caller(request: Request) -> str:
-    """Who is asking, as a hash of the headers that carry identity: one caller's cached or
-    replayed answer never reaches another (a token of each user hashes differently)."""
+    """Who is asking, as a hash of the headers that carry credentials (``Authorization``,
+    ``Cookie``, ``X-API-Key``): one caller's cached or replayed answer never reaches another.
+    An app that authenticates otherwise (a query token, mTLS) passes ``identity=``."""
     digest = hashlib.blake2b(digest_size=16)
-    for name in (b"authorization", b"cookie"):
+    for name in (b"authorization", b"cookie", b"x-api-key"):
         for key, value in request.scope["headers"]:
             if key == name:
                 digest.update(name + b"=" + value + b"\n")
@@ -234,7 +235,7 @@ class ResponseCache:
         versions = [await self.store.get(f"tag:{tag}") or b"0" for tag in self.tags]
         digest = hashlib.blake2b(digest_size=20)
         parts = [
-            route_template(request.scope) or request.url.path,
+            request.url.path,  # the path itself: /items/1 and /items/2 are two answers
             "&".join(sorted(request.url.query.split("&"))),
             "*" if self.shared else await _who(self.identity, request),
             ",".join(f"{t}={v.decode()}" for t, v in zip(self.tags, versions, strict=True)),
@@ -249,21 +250,26 @@ class ResponseCache:
         key = await self._key(request)
         stored = await self.store.get(key)
         lock = f"lock:{key}"
-        # One computation per key: the first takes the lock; the others wait for its answer
-        # (bounded), then compute themselves if it never came.
-        if stored is None and not await self.store.set(
-            lock, b"1", ttl=self.lock_timeout, if_absent=True
-        ):
-            deadline = time.monotonic() + self.lock_timeout
-            while stored is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-                stored = await self.store.get(key)
+        token = os.urandom(8)  # this request's claim on the lock: only it releases it
+        # One computation per key: the first takes the lock; the others wait for its answer,
+        # or for the lock to go (the first answered something not stored: one of them then
+        # takes it), at most lock_timeout, then compute without it.
+        owner = False
+        deadline = time.monotonic() + self.lock_timeout
+        while stored is None:
+            if await self.store.set(lock, token, ttl=self.lock_timeout, if_absent=True):
+                owner = True
+                break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+            stored = await self.store.get(key)
         if stored is not None:
             meta, body = _decode(stored)
             headers = [(k, v) for k, v in meta["headers"]] + [("x-cache", "hit")]
             raise StoredResponse(meta["status"], headers, body)
         visibility = "public" if self.shared else "private"
-        layer["cache"] = (self, key, lock)
+        layer["cache"] = (self, key, lock, token if owner else None)
         layer["headers"] = [
             ("cache-control", f"{visibility}, max-age={int(self.ttl)}"),
             ("x-cache", "miss"),
@@ -271,13 +277,24 @@ class ResponseCache:
         ]
 
     async def _save(
-        self, key: str, lock: str, status: int, headers: list[tuple[str, str]], body: bytes
+        self,
+        key: str,
+        lock: str,
+        token: bytes | None,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
     ) -> None:
         try:
             if status == 200:
                 kept = [(k, v) for k, v in headers if k not in ("set-cookie", "x-cache", "date")]
                 await self.store.set(key, _encode(status, kept, body), ttl=self.ttl)
         finally:
+            await self._release(lock, token)
+
+    async def _release(self, lock: str, token: bytes | None) -> None:
+        """Free the lock if this request holds it (not one another request took since)."""
+        if token is not None and await self.store.get(lock) == token:
             await self.store.delete(lock)
 
 
@@ -344,9 +361,7 @@ class Idempotency:
         if not ttl > 0 or not running_timeout > 0:
             raise ValueError("ttl and running_timeout must be positive numbers of seconds.")
         self.ttl = ttl
-        self.store: Store = (store if store is not None else MemoryStore()).namespace(
-            "idempotency", evictable=False
-        )
+        self.store: Store = (store if store is not None else MemoryStore()).namespace("idempotency")
         self.required = required
         self.running_timeout = running_timeout
         self.identity = identity
@@ -361,7 +376,8 @@ class Idempotency:
         raw = value.encode("latin-1", "replace")
         if not 1 <= len(raw) <= 255 or not set(raw) <= _KEY_CHARS:
             raise BadRequest(f"{self.header} must be 1 to 255 visible ASCII characters.")
-        route = route_template(request.scope) or request.url.path
+        # The path itself (PATCH /items/1 and /items/2 are two operations), per caller.
+        route = request.url.path
         digest = hashlib.blake2b(digest_size=20)
         digest.update(f"{await _who(self.identity, request)}\n{route}\n".encode() + raw)
         key = f"key:{digest.hexdigest()}"
@@ -369,9 +385,10 @@ class Idempotency:
         fingerprint = hashlib.blake2b(
             request.method.encode() + b"\n" + route.encode() + b"\n" + body, digest_size=20
         ).hexdigest()
-        running = _encode(0, [], b"", fingerprint=fingerprint)
+        owner = os.urandom(8).hex()  # this request's reservation: only it saves or frees it
+        running = _encode(0, [], b"", fingerprint=fingerprint, owner=owner)
         if await self.store.set(key, running, ttl=self.running_timeout, if_absent=True):
-            layer["idempotency"] = (self, key, fingerprint)
+            layer["idempotency"] = (self, key, fingerprint, owner)
             return
         stored = await self.store.get(key)
         if stored is None:  # expired meanwhile: a retry of a request that never finished
@@ -392,9 +409,23 @@ class Idempotency:
         headers = [(k, v) for k, v in meta["headers"]] + [("idempotent-replayed", "true")]
         raise StoredResponse(meta["status"], headers, content)
 
+    async def _owns(self, key: str, owner: str) -> bool:
+        """Whether ``key`` still holds this request's reservation (it may have expired past
+        ``running_timeout`` and been taken by a retry)."""
+        stored = await self.store.get(key)
+        return stored is not None and _decode(stored)[0].get("owner") == owner
+
     async def _save(
-        self, key: str, fingerprint: str, status: int, headers: list[tuple[str, str]], body: bytes
+        self,
+        key: str,
+        fingerprint: str,
+        owner: str,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
     ) -> None:
+        if not await self._owns(key, owner):
+            return  # expired and taken by a retry: its answer is the one to keep
         if status >= 500:
             await self.store.delete(key)  # not kept: a retry runs again
             return
@@ -454,7 +485,8 @@ class CachingMiddleware:
                 await send(message)
                 return
             more = message.get("more_body", False)
-            if not more and not chunks:  # the usual answer: its whole body at once
+            if not more and not chunks and len(message.get("body", b"")) <= _MAX_BODY:
+                # The usual answer: its whole body at once.
                 start, hold = hold, None
                 await self._finish(scope, layer, start, message.get("body", b""), conditional, send)
                 return
@@ -464,15 +496,19 @@ class CachingMiddleware:
                 return
             start, hold = hold, None
             body = b"".join(chunks)
-            if more:  # too large: out as it is, nothing stored
+            if more or size > _MAX_BODY:  # too large: out as it is, nothing stored
                 await _abandon(layer)
                 await send(_with(start, layer.get("headers") if start["status"] == 200 else None))
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await send({"type": "http.response.body", "body": body, "more_body": more})
                 return
             await self._finish(scope, layer, start, body, conditional, send)
 
         try:
             await self.app(scope, receive, send_wrapped)
+        except StoredResponse as stored:
+            # No handler for it below (install_caching registers one): answer it here.
+            response = await _answer_stored(Request(scope), stored)
+            await response(scope, receive, send_wrapped)
         finally:
             await _abandon(layer)  # no answer went out through here (an exception): free it
 
@@ -514,16 +550,15 @@ class CachingMiddleware:
             headers.append((b"etag", etag))
         extra = layer.get("headers") if status == 200 else None
         if extra:
-            names = {name for name, _ in headers}
-            headers += [(k.encode(), v.encode()) for k, v in extra if k.encode() not in names]
+            headers = _merged(headers, extra)
         if "cache" in layer or "idempotency" in layer:
             text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
             if "cache" in layer:
-                cache, key, lock = layer.pop("cache")
-                await cache._save(key, lock, status, text, body)
+                cache, key, lock, token = layer.pop("cache")
+                await cache._save(key, lock, token, status, text, body)
             if "idempotency" in layer:
-                idempotency, key, fingerprint = layer.pop("idempotency")
-                await idempotency._save(key, fingerprint, status, text, body)
+                idempotency, key, fingerprint, owner = layer.pop("idempotency")
+                await idempotency._save(key, fingerprint, owner, status, text, body)
         if (
             conditional is not None
             and etag is not None
@@ -552,20 +587,34 @@ async def _abandon(layer: dict[str, Any]) -> None:
     """Free what a dependency reserved when its answer cannot be stored: the cache's lock,
     and the idempotency key (a retry then runs again, as after a 5xx)."""
     if "cache" in layer:
-        cache, _, lock = layer.pop("cache")
-        await cache.store.delete(lock)
+        cache, _, lock, token = layer.pop("cache")
+        await cache._release(lock, token)
     if "idempotency" in layer:
-        idempotency, key, _ = layer.pop("idempotency")
-        await idempotency.store.delete(key)
+        idempotency, key, _, owner = layer.pop("idempotency")
+        if await idempotency._owns(key, owner):
+            await idempotency.store.delete(key)
+
+
+def _merged(
+    headers: list[tuple[bytes, bytes]], extra: Iterable[tuple[str, str]]
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` with the cache's: the app's own win, but ``Vary`` lists both."""
+    names = {k for k, _ in headers}
+    for name, value in extra:
+        key = name.encode()
+        if key == b"vary" and key in names:
+            headers = [
+                (k, v + b", " + value.encode()) if k == b"vary" else (k, v) for k, v in headers
+            ]
+        elif key not in names:
+            headers.append((key, value.encode()))
+    return headers
 
 
 def _with(start: Message, extra: Iterable[tuple[str, str]] | None) -> Message:
     if not extra:
         return start
-    headers = list(start.get("headers", ()))
-    names = {k for k, _ in headers}
-    headers += [(k.encode(), v.encode()) for k, v in extra if k.encode() not in names]
-    return {**start, "headers": headers}
+    return {**start, "headers": _merged(list(start.get("headers", ())), extra)}
 
 
 async def _answer_stored(request: Request, exc: Exception) -> Response:

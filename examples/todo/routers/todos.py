@@ -50,8 +50,13 @@ def router(services: Services) -> APIRouter:
         stmt = select(Todo).where(Todo.owner_id == user.id)
         return stmt if done is None else stmt.where(Todo.done == done)
 
-    async def get_owned(session: AsyncSession, user: User, todo_id: int) -> Todo:
-        todo: Todo | None = await session.scalar(owned(user).where(Todo.id == todo_id))
+    async def get_owned(
+        session: AsyncSession, user: User, todo_id: int, *, for_update: bool = False
+    ) -> Todo:
+        query = owned(user).where(Todo.id == todo_id)
+        if for_update:  # PostgreSQL: two PATCHes with one If-Match cannot both pass
+            query = query.with_for_update()
+        todo: Todo | None = await session.scalar(query)
         if todo is None:
             raise NotFound("Todo not found")
         return todo
@@ -121,7 +126,7 @@ def router(services: Services) -> APIRouter:
         request: Request,
         response: Response,
     ) -> TodoOut:
-        todo = await get_owned(session, user, todo_id)
+        todo = await get_owned(session, user, todo_id, for_update=True)
         check_if_match(request, todo_etag(todo))
         for field, value in body.model_dump(exclude_unset=True).items():
             if value is not None:  # "title": null changes nothing
