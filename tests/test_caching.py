@@ -455,3 +455,18 @@ def test_the_middleware_alone_answers_stored_responses(store: Store) -> None:
         again = client.get("/items/1")
         assert (again.status_code, again.headers["x-cache"]) == (200, "hit")
         assert again.json() == {"id": 1}
+
+
+def test_head_gets_the_etag_of_get_and_its_304() -> None:
+    app = FastAPI()
+    setup(app, caching=True)
+
+    @app.api_route("/doc", methods=["GET", "HEAD"])
+    async def doc() -> dict[str, str]:
+        return {"title": "fastkit"}
+
+    with TestClient(app) as client:
+        etag = client.get("/doc").headers["etag"]
+        head = client.head("/doc")
+        assert (head.status_code, head.headers["etag"], head.content) == (200, etag, b"")
+        assert client.head("/doc", headers={"If-None-Match": etag}).status_code == 304

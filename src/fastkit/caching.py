@@ -57,6 +57,9 @@ _STORE = "fastkit.caching.store"
 _MAX_BODY = 1024 * 1024  # answers above this are neither hashed for an ETag nor stored
 _JSON_TYPES = (b"application/json", b"application/problem+json", b"application/health+json")
 _KEY_CHARS = frozenset(range(0x21, 0x7F))  # visible ASCII
+# ETags and 304s: GET, and HEAD where a route allows it (Starlette sends a HEAD's body too;
+# the server drops it), so both get the same tag.
+_READS = ("GET", "HEAD")
 
 
 class PreconditionFailed(AppError):
@@ -462,7 +465,7 @@ class CachingMiddleware:
         layer: dict[str, Any] = {}
         scope[_LAYER] = layer
         conditional = None
-        if self.etags and scope["method"] == "GET":
+        if self.etags and scope["method"] in _READS:
             for key, value in scope["headers"]:
                 if key == b"if-none-match":
                     conditional = value
@@ -516,7 +519,7 @@ class CachingMiddleware:
         """Whether to hold this answer's start until its body is known."""
         if "cache" in layer or "idempotency" in layer:
             return True
-        if not self.etags or scope["method"] != "GET" or start["status"] != 200:
+        if not self.etags or scope["method"] not in _READS or start["status"] != 200:
             return False
         for key, value in start.get("headers", ()):
             if key == b"content-type":
@@ -545,7 +548,7 @@ class CachingMiddleware:
             elif name == b"content-type":
                 is_json = value.split(b";", 1)[0].strip().lower() in _JSON_TYPES
             headers.append((name, value))
-        if etag is None and status == 200 and is_json and self.etags and scope["method"] == "GET":
+        if etag is None and status == 200 and is_json and self.etags and scope["method"] in _READS:
             etag = _body_etag(body)
             headers.append((b"etag", etag))
         extra = layer.get("headers") if status == 200 else None
