@@ -217,3 +217,22 @@ async def drive(
         exchange = Exchange()
         await app(make_scope(path, method, headers), exchange.receive, exchange.send)
     return n / (clock() - start)
+
+
+async def interleaved(
+    apps: dict[str, _ASGIApp],
+    rounds: int,
+    requests: int,
+    clock: Callable[[], float] = time.thread_time,
+) -> dict[str, list[float]]:
+    """Requests per second of each app, ``rounds`` times: each round drives every app in
+    turn (``requests`` sequential requests), the order rotating from round to round, so
+    that load drift touches every app alike. Prints each finished round on stderr."""
+    rates: dict[str, list[float]] = {key: [] for key in apps}
+    keys = list(apps)
+    for round_no in range(rounds):
+        shift = round_no % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            rates[key].append(await drive(apps[key], requests, clock))
+        print(f"round {round_no + 1}/{rounds} done", file=sys.stderr)
+    return rates

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import fastapi
-from _driver import drive, one_request, write_section
+from _driver import drive, interleaved, one_request, write_section
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
@@ -92,14 +92,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[float]]:
         if exchange.status != 200 or ("etag" in names) != key.endswith(("etag", "cached")):
             sys.exit(f"{key}: unexpected answer {exchange.status} {sorted(names)}")
         await drive(app, args.warmup)
-    rates: dict[str, list[float]] = {key: [] for key in apps}
-    keys = list(apps)
-    for round_no in range(args.rounds):
-        shift = round_no % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            rates[key].append(await drive(apps[key], args.requests))
-        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-    return rates
+    return await interleaved(apps, args.rounds, args.requests)
 
 
 def render(rates: dict[str, list[float]], args: argparse.Namespace) -> str:

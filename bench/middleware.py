@@ -44,6 +44,7 @@ from _driver import (
     HOST,
     drive,
     free_port,
+    interleaved,
     one_request,
     read_log,
     stop_process,
@@ -207,14 +208,7 @@ async def in_process(args: argparse.Namespace) -> dict[str, list[float]]:
     for key, app in apps.items():
         await verify(key, app)
         await drive(app, args.warmup)
-    rates: dict[str, list[float]] = {key: [] for key in apps}
-    keys = list(apps)
-    for round_no in range(args.rounds):
-        shift = round_no % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            rates[key].append(await drive(apps[key], args.requests, CLOCKS[args.clock]))
-        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-    return rates
+    return await interleaved(apps, args.rounds, args.requests, CLOCKS[args.clock])
 
 
 def ratios(rates: dict[str, list[float]], num: str, den: str) -> list[float]:

@@ -136,6 +136,15 @@ def translate_error(error: BaseException) -> BaseException:
 _CREATED_MEANWHILE = {"23505", "42P07", "42710"}
 
 
+def _check_again(error: exc.DBAPIError, attempt: int) -> bool:
+    """Whether ``create_all``'s ``attempt`` (from 0) failed for a table another process
+    created meanwhile, and may run once more (it then finds the table made)."""
+    if attempt == _CREATE_ATTEMPTS - 1 or not _created_meanwhile(error):
+        return False
+    logger.debug("create_all raced another process; checking again", exc_info=True)
+    return True
+
+
 def _created_meanwhile(error: exc.DBAPIError) -> bool:
     """Whether ``create_all`` failed because the table appeared after its check (run it
     again), rather than for a reason a retry cannot fix (no connection, no privilege)."""
@@ -340,9 +349,8 @@ class Database:
                 async with self.engine.begin() as connection:
                     await connection.run_sync(metadata.create_all)
             except exc.DBAPIError as error:
-                if attempt == _CREATE_ATTEMPTS - 1 or not _created_meanwhile(error):
+                if not _check_again(error, attempt):
                     raise
-                logger.debug("create_all raced another process; checking again", exc_info=True)
             else:
                 return
 
@@ -494,9 +502,8 @@ class SyncDatabase:
             try:
                 metadata.create_all(self.engine)
             except exc.DBAPIError as error:
-                if attempt == _CREATE_ATTEMPTS - 1 or not _created_meanwhile(error):
+                if not _check_again(error, attempt):
                     raise
-                logger.debug("create_all raced another process; checking again", exc_info=True)
             else:
                 return
 
