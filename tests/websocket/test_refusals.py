@@ -329,3 +329,19 @@ def test_the_handler_can_be_installed_alone() -> None:
 def test_bad_refusal_status_is_refused() -> None:
     with pytest.raises(ValueError, match="status_code"):
         WebSocketRefused(1008, "x", status_code=200)
+
+
+def test_refusals_carry_the_handshakes_request_id(app: Any) -> None:
+    """Either answer names the request id a client can quote and the logs show."""
+    sent = {"X-Request-ID": "ws-handshake-0001"}
+    with TestClient(app) as client:
+        answer = denial(client, "/ws/lobby", headers=dict(sent))
+        assert answer.headers["x-request-id"] == "ws-handshake-0001"
+        assert answer.headers["www-authenticate"].startswith("Bearer")  # kept beside it
+        with client.websocket_connect("/ws/lobby", headers={**BROWSER, **sent}) as ws:
+            with pytest.raises(WebSocketDisconnect):
+                ws.receive_text()
+            accepted = dict(ws.extra_headers or [])
+        assert accepted[b"x-request-id"] == b"ws-handshake-0001"
+        generated = denial(client, "/plain")
+        assert len(generated.headers["x-request-id"]) == 32  # made up when none was sent

@@ -27,6 +27,7 @@ from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocket, WebSocketState
 
 from fastkit.errors import AppError, render_error
+from fastkit.request_context import STATE_HEADER, STATE_ID, get_request_id
 
 __all__ = ["WebSocketRefused", "refuse", "websocket_exception_handler"]
 
@@ -111,13 +112,24 @@ async def refuse(
     """
     reason = _short(reason)
     if websocket.application_state == WebSocketState.CONNECTING:
+        # The handshake's request id (ObservabilityMiddleware), on either answer: a client
+        # can quote it, and it names the refusal in the logs.
+        state = websocket.scope.get("state") or {}
+        request_id = get_request_id() or state.get(STATE_ID)
+        id_header = {state.get(STATE_HEADER, "X-Request-ID"): request_id} if request_id else {}
         browser = "origin" in websocket.headers
         if not browser and "websocket.http.response" in websocket.scope.get("extensions", {}):
             status = status_code or _STATUS_FOR_CODE.get(code, 403)
-            error = AppError(reason or None, status_code=status, headers=headers)
+            answer = {**(headers or {}), **id_header}
+            error = AppError(reason or None, status_code=status, headers=answer)
             await websocket.send_denial_response(render_error(websocket, error))
             return
-        await websocket.accept(subprotocol=_offered_subprotocol(websocket))
+        await websocket.accept(
+            subprotocol=_offered_subprotocol(websocket),
+            headers=[
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in id_header.items()
+            ],
+        )
     if websocket.application_state == WebSocketState.CONNECTED:
         await websocket.close(code=code, reason=reason)
 
