@@ -3,13 +3,14 @@ import logging
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
 from fastkit import RequestIDLogFilter, setup
 
-# The SDK is yours to configure: where spans go (an OTLP exporter in production).
+# The SDK is yours to configure: where spans go. Here each span is printed as it ends; in
+# production, a BatchSpanProcessor and an OTLP exporter.
 provider = TracerProvider()
-provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
 trace.set_tracer_provider(provider)
 
 handler = logging.StreamHandler()

@@ -72,5 +72,4 @@ def test_tracing(capfd: pytest.CaptureFixture[str]) -> None:
     line = f"WARNING snippet-request-1 trace={span.context.trace_id:032x} saying hello"
     assert line in capfd.readouterr().err
     logging.getLogger("app").handlers.clear()
-    # Its batch processor's thread would export at exit, to a closed stdout: stop it now.
-    module.provider.shutdown()
+    module.provider.shutdown()  # nothing left to export at exit, to a closed stdout
