@@ -511,7 +511,9 @@ async def test_redis_calls_past_the_pool_wait_for_a_connection(store: Store) -> 
     # store's blocking pool queues the calls: 300 at once on 8 connections all answer.
     if not isinstance(store, RedisStore):
         pytest.skip("a pool of connections is Redis's")
-    small = RedisStore(REDIS_URL, prefix=store.prefix, max_connections=8)
+    # timeout: generous, the point is the queue; a loaded CI machine took over the default
+    # 1 s to open a connection once.
+    small = RedisStore(REDIS_URL, prefix=store.prefix, max_connections=8, timeout=10.0)
     try:
         results = await asyncio.gather(*(small.gcra("k", [Window(50, 60)]) for _ in range(300)))
     finally:
