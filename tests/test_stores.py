@@ -49,7 +49,9 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
         yield MemoryStore(clock=clock)
         return
     prefix = request.getfixturevalue("redis_prefix")
-    redis_store = RedisStore(REDIS_URL, prefix=prefix, clock=clock)
+    # timeout: generous for the tests that open many connections at once; on a loaded CI
+    # machine a burst of connects once took over the default 1 s.
+    redis_store = RedisStore(REDIS_URL, prefix=prefix, clock=clock, timeout=10.0)
     try:
         yield redis_store
     finally:
@@ -492,7 +494,9 @@ async def test_concurrent_gcra_allows_exactly_the_limit(
     # own_clock, MemoryStore reads time.time() and the Lua script the server's TIME.
     if isinstance(store, RedisStore):
         timing = None if own_clock else clock
-        pair = [RedisStore(REDIS_URL, prefix=store.prefix, clock=timing) for _ in range(2)]
+        pair = [
+            RedisStore(REDIS_URL, prefix=store.prefix, clock=timing, timeout=10.0) for _ in range(2)
+        ]
     else:
         pair = [MemoryStore() if own_clock else store] * 2
     try:

@@ -109,7 +109,7 @@ def test_redis_store_answers_as_the_reference_step(
     async def run() -> None:
         clock = FakeClock(START)
         prefix = f"fastkit-test-{uuid.uuid4().hex[:12]}:"
-        store = RedisStore(REDIS_URL, prefix=prefix, clock=clock)
+        store = RedisStore(REDIS_URL, prefix=prefix, clock=clock, timeout=10.0)
         model = Model()
         try:
             for seconds, cost in calls:
