@@ -36,7 +36,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
         return
     if not REDIS_URL:
         pytest.skip("FASTKIT_TEST_REDIS_URL is not set")
-    yield RedisStore(REDIS_URL, prefix=f"fastkit-test:{uuid.uuid4().hex}:")
+    yield RedisStore(REDIS_URL, prefix=f"fastkit-test:{uuid.uuid4().hex}:", timeout=10.0)
 
 
 class OrderIn(BaseModel):

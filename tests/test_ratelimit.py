@@ -62,7 +62,7 @@ def store(request: pytest.FixtureRequest, clock: FakeClock) -> Store:
     if request.param == "memory":
         return MemoryStore(clock=clock)
     prefix = request.getfixturevalue("redis_prefix")
-    return RedisStore(REDIS_URL, prefix=prefix, clock=clock)
+    return RedisStore(REDIS_URL, prefix=prefix, clock=clock, timeout=10.0)
 
 
 @contextmanager
@@ -825,7 +825,7 @@ async def test_two_workers_on_redis_share_one_budget(redis_prefix: str, clock: F
     workers: list[tuple[FastAPI, RedisStore]] = []
     for _ in range(2):
         # Each worker has its own client and RateLimit; they share the prefix.
-        store = RedisStore(REDIS_URL, prefix=redis_prefix, clock=clock)
+        store = RedisStore(REDIS_URL, prefix=redis_prefix, clock=clock, timeout=10.0)
         workers.append((limited_app(RateLimit("5/minute", store=store)), store))
     clients = [
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://worker")

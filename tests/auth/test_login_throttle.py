@@ -212,7 +212,7 @@ def test_two_workers_on_redis_share_the_budget(redis_prefix: str, clock: FakeClo
     stores: list[Store] = []
     kits: list[AuthApp] = []
     for _ in range(2):  # each worker has its own client and throttle; they share the prefix
-        store = RedisStore(REDIS_URL, prefix=redis_prefix, clock=clock)
+        store = RedisStore(REDIS_URL, prefix=redis_prefix, clock=clock, timeout=10.0)
         stores.append(store)
         kits.append(build_app(login_throttle=LoginThrottle("3/minute", None, store=store)))
     with TestClient(kits[0].app) as one, TestClient(kits[1].app) as two:
